@@ -1,0 +1,130 @@
+"""Declarative hyperparameter constraints with one message format, and label / weight checks."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["InvalidParameterError", "Interval", "Options", "validate_parameters", "check_labels", "check_sample_weight"]
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A hyperparameter has a value outside its allowed set (a ValueError and a TypeError)."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers of ``kind`` ("int" or "real") in ``[left, right]`` (None = unbounded; ``closed`` sides)."""
+
+    kind: str
+    left: float | None
+    right: float | None
+    closed: str = "both"  # "both", "left", "right", "neither"
+
+    def __contains__(self, v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return False
+        if self.kind == "int" and not isinstance(v, numbers.Integral):
+            return False
+        if not np.isfinite(v) and self.kind == "int":
+            return False
+        lo_ok = self.left is None or (v >= self.left if self.closed in ("both", "left") else v > self.left)
+        hi_ok = self.right is None or (v <= self.right if self.closed in ("both", "right") else v < self.right)
+        return bool(lo_ok and hi_ok)
+
+    def __str__(self) -> str:
+        lb = "[" if self.closed in ("both", "left") and self.left is not None else "("
+        rb = "]" if self.closed in ("both", "right") and self.right is not None else ")"
+        lo = "-inf" if self.left is None else self.left
+        hi = "inf" if self.right is None else self.right
+        return f"{'an int' if self.kind == 'int' else 'a float'} in the range {lb}{lo}, {hi}{rb}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values."""
+
+    values: tuple
+
+    def __contains__(self, v: Any) -> bool:
+        try:
+            return any(v == o and type(v) is type(o) for o in self.values) or (v is None and None in self.values)
+        except Exception:  # noqa: BLE001 - un-comparable values are simply not allowed
+            return False
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+class Custom:
+    """A predicate with its description."""
+
+    def __init__(self, predicate, description: str):
+        self.predicate, self.description = predicate, description
+
+    def __contains__(self, v: Any) -> bool:
+        try:
+            return bool(self.predicate(v))
+        except Exception:  # noqa: BLE001
+            return False
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def validate_parameters(owner: str, params: dict[str, Any], constraints: dict[str, list]) -> None:
+    """Check every constrained parameter; report all violations at once.
+
+    Raises
+    ------
+    InvalidParameterError
+        "The 'rank' parameter of Owner must be an int in the range [1, inf). Got 0 instead."
+        (one line per bad parameter).
+    """
+    msgs = []
+    for name, allowed in constraints.items():
+        value = params.get(name)
+        if any(value in c for c in allowed):
+            continue
+        desc = " or ".join(str(c) for c in allowed)
+        msgs.append(f"The {name!r} parameter of {owner} must be {desc}. Got {value!r} instead.")
+    if msgs:
+        raise InvalidParameterError("\n".join(msgs))
+
+
+def check_labels(y: Any, n_samples: int) -> np.ndarray:
+    """Return ``y`` as a 1-D object/array of hashable labels with ``n_samples`` entries."""
+    if y is None:
+        raise ValueError("y is required: this is a supervised classifier.")
+    arr = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D (one label per text); got shape {arr.shape}.")
+    if len(arr) != n_samples:
+        raise ValueError(f"X has {n_samples} texts but y has {len(arr)} labels; they must have the same length.")
+    for i, v in enumerate(arr):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            raise ValueError(f"y has a missing label (None/NaN) at row {i}; drop or fill it before fitting.")
+    return arr
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """Validate ``sample_weight`` and normalise it to mean 1 (so ``KL / N`` keeps its scale)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},); got {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero.")
+    return w / w.mean()
+
+
+def names(values: Iterable[Any]) -> str:
+    return ", ".join(repr(v) for v in values)

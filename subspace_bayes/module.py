@@ -1,0 +1,143 @@
+"""The torch module: frozen backbone + projected adapters + posterior over theta + head."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .adapters import ProjectedLinear, inject_adapters
+from .backbones import default_pooling, pool
+from .posteriors import GaussianPosterior, make_posterior
+
+__all__ = ["SubspaceClassifierModule"]
+
+_ADAPTER_BUFFERS = (".lora_A", ".lora_B")
+
+
+class SubspaceClassifierModule(nn.Module):
+    """Frozen transformer with projected adapters whose cores ``theta`` follow a Gaussian posterior.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        A Hugging Face base model (``AutoModel``), modified in place: its target
+        linears are wrapped by :class:`~subspace_bayes.adapters.ProjectedLinear`
+        and all its parameters are frozen.
+    n_classes : int
+    rank : int, default=8
+    projection : str, default="svd"
+    target_modules : str, list of str or None
+    covariance : {"diag", "lowrank", "full"} or None, default="lowrank"
+        None gives a point estimate (MAP).
+    cov_rank : int, default=4
+    init_std : float, default=0.05
+        Initial posterior standard deviation of each core entry.
+    pooling : {"auto", "mean", "cls", "last"}, default="auto"
+    scaling : float, default=1.0
+    generator : torch.Generator, optional
+        Randomness for random projections and the initial low-rank factor.
+    input_moments : dict, optional
+        For whitened SVD.
+
+    Notes
+    -----
+    :meth:`forward` returns logits of shape ``(S, N, C)``: ``S`` draws of
+    ``theta`` are folded into the batch axis, so the ``S`` draws cost one
+    forward pass over ``S * N`` sequences.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        n_classes: int,
+        *,
+        rank: int = 8,
+        projection: str = "svd",
+        target_modules: str | Sequence[str] | None = None,
+        covariance: str | None = "lowrank",
+        cov_rank: int = 4,
+        init_std: float = 0.05,
+        pooling: str = "auto",
+        scaling: float = 1.0,
+        generator: torch.Generator | None = None,
+        input_moments: dict[str, Tensor] | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.bank, adapters = inject_adapters(
+            backbone,
+            rank,
+            projection=projection,
+            target_modules=target_modules,
+            scaling=scaling,
+            generator=generator,
+            input_moments=input_moments,
+        )
+        self.n_theta = sum(a.n_core for a in adapters)
+        self.posterior: GaussianPosterior = make_posterior(
+            self.n_theta, covariance, cov_rank=cov_rank, init_std=init_std, generator=generator
+        )
+        config = backbone.config
+        self.pooling = default_pooling(config.model_type) if pooling == "auto" else pooling
+        self.head = nn.Linear(config.hidden_size, n_classes)
+
+    @property
+    def adapters(self) -> list[ProjectedLinear]:
+        return [m for m in self.backbone.modules() if isinstance(m, ProjectedLinear)]
+
+    def sample_theta(self, n_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """``n_samples`` draws of ``theta`` from the posterior, shape ``(S, D)``."""
+        return self.posterior.rsample(n_samples, generator=generator)
+
+    def features(self, theta: Tensor, input_ids: Tensor, attention_mask: Tensor, **inputs: Tensor) -> Tensor:
+        """Pooled backbone features for every draw: ``(S * N, H)``, sample-major."""
+        S = theta.shape[0]
+        fold = lambda t: t.repeat(S, *([1] * (t.dim() - 1)))  # noqa: E731 - (N, T) -> (S*N, T)
+        inputs = {k: fold(v) for k, v in inputs.items() if v is not None}
+        mask = fold(attention_mask)
+        with self.bank.bind(theta):
+            hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
+        return pool(hidden, mask, self.pooling)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+        *,
+        theta: Tensor | None = None,
+        n_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Logits for ``S`` draws of ``theta``.
+
+        Parameters
+        ----------
+        input_ids, attention_mask, token_type_ids : Tensor of shape (N, T)
+        theta : Tensor of shape (S, D), optional
+            Explicit draws; otherwise ``n_samples`` fresh draws from the posterior.
+        n_samples : int, default=1
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        Tensor of shape (S, N, C)
+        """
+        if theta is None:
+            theta = self.sample_theta(n_samples, generator)
+        feats = self.features(theta, input_ids, attention_mask, token_type_ids=token_type_ids)
+        logits = self.head(feats.to(self.head.weight.dtype))
+        return logits.reshape(theta.shape[0], input_ids.shape[0], -1)
+
+    def adapter_state_dict(self) -> dict[str, Tensor]:
+        """Everything learned or derived at fit time: posterior, head and adapter bases.
+
+        The frozen backbone weights are left out; they are re-loaded by name.
+        """
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if k.startswith(("posterior.", "head.")) or k.endswith(_ADAPTER_BUFFERS)
+        }

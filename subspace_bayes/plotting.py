@@ -1,0 +1,69 @@
+"""Figures: reliability diagrams and uncertainty histograms (matplotlib is imported lazily)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .metrics import expected_calibration_error, reliability_curve
+
+__all__ = ["plot_reliability", "plot_uncertainty_histograms"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_reliability(y_true: Any, probas: Mapping[str, np.ndarray], *, n_bins: int = 15, labels: Any = None,
+                     ax: Any = None):
+    """Reliability diagram of several models on the same labels.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+    probas : dict of name -> ndarray of shape (n, n_classes)
+    n_bins : int, default=15
+    labels : array-like, optional
+        Column labels of the probabilities.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    plt = _pyplot()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    for name, p in probas.items():
+        conf, acc, count = reliability_curve(y_true, p, n_bins=n_bins, labels=labels)
+        ok = count > 0
+        ece = expected_calibration_error(y_true, p, n_bins=n_bins, labels=labels)
+        ax.plot(conf[ok], acc[ok], marker="o", ms=4, label=f"{name} (ECE {ece:.3f})")
+    ax.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_uncertainty_histograms(in_dist: Mapping[str, np.ndarray], out_dist: Mapping[str, np.ndarray], *,
+                                bins: int = 30):
+    """Histograms of an uncertainty score on in-distribution vs out-of-distribution inputs, one panel per key."""
+    plt = _pyplot()
+    keys = list(in_dist)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        a, b = np.asarray(in_dist[key]), np.asarray(out_dist[key])
+        edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=bins)
+        ax.hist(a, bins=edges, alpha=0.6, density=True, label="in-distribution")
+        ax.hist(b, bins=edges, alpha=0.6, density=True, label="out-of-distribution")
+        ax.set(title=key, xlabel="nats", ylabel="density")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

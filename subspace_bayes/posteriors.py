@@ -1,0 +1,335 @@
+"""Gaussian posteriors over the flat vector of subspace cores ``theta``.
+
+All families share one interface (:class:`GaussianPosterior`): a mean, batched
+reparameterised samples ``theta = mu + noise`` from a given
+:class:`torch.Generator`, the dense covariance (for small ``D``), and the KL
+divergence to the isotropic prior ``N(0, sigma_p^2 I)`` in closed form,
+
+.. math::
+
+    KL(q || p) = 1/2 [ tr(Sigma) / sigma_p^2 + ||mu||^2 / sigma_p^2 - D
+                       + D log sigma_p^2 - log|Sigma| ].
+
+Each family adds only its algebra: how to colour standard noise, the trace and
+the log-determinant of its covariance. Scales go through softplus so variances
+stay positive whatever the optimiser does.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Covariance",
+    "GaussianPosterior",
+    "DiagGaussian",
+    "LowRankGaussian",
+    "FullGaussian",
+    "PointMass",
+    "make_posterior",
+    "inverse_softplus",
+]
+
+#: Smallest standard deviation a softplus-parameterised scale can take.
+MIN_STD = 1e-6
+
+
+class Covariance(str, Enum):
+    """Covariance structure of a variational Gaussian posterior."""
+
+    DIAG = "diag"
+    LOWRANK = "lowrank"
+    FULL = "full"
+
+
+def inverse_softplus(y: float) -> float:
+    """Return ``x`` with ``softplus(x) = y`` (``y > 0``)."""
+    return y + math.log(-math.expm1(-y))
+
+
+def _positive(raw: Tensor) -> Tensor:
+    return F.softplus(raw) + MIN_STD
+
+
+class GaussianPosterior(nn.Module):
+    """Base class: ``q(theta) = N(mu, Sigma)`` over ``theta in R^D``.
+
+    Parameters
+    ----------
+    dim : int
+        ``D``, the number of core entries over all adapted layers.
+
+    Subclasses implement :meth:`_colour` (map standard noise to ``Sigma^{1/2}``-
+    coloured noise), :meth:`_noise_dim`, :meth:`trace_covariance`,
+    :meth:`logdet_covariance` and :meth:`covariance_matrix`.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = int(dim)
+        self.loc = nn.Parameter(torch.zeros(self.dim))
+
+    @property
+    def mean(self) -> Tensor:
+        """Posterior mean ``mu``, shape ``(D,)``."""
+        return self.loc
+
+    # -- family-specific algebra -------------------------------------------------
+    def _noise_dim(self) -> int:
+        raise NotImplementedError
+
+    def _colour(self, eps: Tensor) -> Tensor:
+        """Map standard noise of shape ``(S, noise_dim)`` to ``(S, D)`` with covariance ``Sigma``."""
+        raise NotImplementedError
+
+    def trace_covariance(self) -> Tensor:
+        raise NotImplementedError
+
+    def logdet_covariance(self) -> Tensor:
+        raise NotImplementedError
+
+    def covariance_matrix(self) -> Tensor:
+        """Dense ``Sigma``, shape ``(D, D)`` (use only for small ``D``)."""
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------
+    def rsample(self, n: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` reparameterised samples ``theta = mu + Sigma^{1/2} eps``.
+
+        Parameters
+        ----------
+        n : int, default=1
+        generator : torch.Generator, optional
+            Source of the standard noise (on the CPU or the posterior's device);
+            the same generator state gives the same draws.
+
+        Returns
+        -------
+        Tensor of shape (n, D)
+        """
+        gen_device = generator.device if generator is not None else self.loc.device
+        eps = torch.randn(n, self._noise_dim(), generator=generator, device=gen_device, dtype=self.loc.dtype)
+        return self.loc + self._colour(eps.to(self.loc.device))
+
+    def variance(self) -> Tensor:
+        """Marginal variances ``diag(Sigma)``, shape ``(D,)``."""
+        return self.covariance_matrix().diagonal()
+
+    def kl_to_prior(self, prior_std: float) -> Tensor:
+        """Closed-form ``KL(q || N(0, prior_std^2 I))`` (a scalar tensor)."""
+        var_p = float(prior_std) ** 2
+        return 0.5 * (
+            (self.trace_covariance() + self.loc.pow(2).sum()) / var_p
+            - self.dim
+            + self.dim * math.log(var_p)
+            - self.logdet_covariance()
+        )
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class DiagGaussian(GaussianPosterior):
+    """Mean-field Gaussian: ``Sigma = diag(sigma^2)``, ``sigma = softplus(rho)``.
+
+    Parameters
+    ----------
+    dim : int
+    init_std : float, default=0.05
+        Initial standard deviation of every coordinate.
+    """
+
+    def __init__(self, dim: int, init_std: float = 0.05, generator: torch.Generator | None = None):
+        super().__init__(dim)
+        self.raw_std = nn.Parameter(torch.full((self.dim,), inverse_softplus(init_std - MIN_STD)))
+
+    @property
+    def std(self) -> Tensor:
+        return _positive(self.raw_std)
+
+    def _noise_dim(self) -> int:
+        return self.dim
+
+    def _colour(self, eps: Tensor) -> Tensor:
+        return eps * self.std
+
+    def trace_covariance(self) -> Tensor:
+        return self.std.pow(2).sum()
+
+    def logdet_covariance(self) -> Tensor:
+        return 2.0 * self.std.log().sum()
+
+    def variance(self) -> Tensor:
+        return self.std.pow(2)
+
+    def covariance_matrix(self) -> Tensor:
+        return torch.diag(self.std.pow(2))
+
+
+class LowRankGaussian(DiagGaussian):
+    """Low-rank plus diagonal: ``Sigma = L L^T + diag(sigma^2)``, ``L in R^{D x k}``.
+
+    The log-determinant uses the matrix determinant lemma,
+    ``log|Sigma| = log|diag(sigma^2)| + log|I_k + L^T diag(sigma^-2) L|``, so
+    nothing of size ``D x D`` is ever formed.
+
+    Parameters
+    ----------
+    dim : int
+    rank : int, default=4
+        ``k``, the number of columns of ``L``.
+    init_std : float, default=0.05
+        Initial standard deviation of the diagonal part.
+    init_factor_std : float, optional
+        Entries of ``L`` start as ``N(0, init_factor_std^2)``; default
+        ``init_std / sqrt(k)`` (small but non-zero so the columns differ).
+    generator : torch.Generator, optional
+        For the initial ``L``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        rank: int = 4,
+        init_std: float = 0.05,
+        init_factor_std: float | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(dim, init_std=init_std)
+        if not 1 <= rank <= dim:
+            raise ValueError(f"cov_rank must be in [1, D={dim}]; got {rank}.")
+        self.rank = int(rank)
+        s = init_std / math.sqrt(rank) if init_factor_std is None else init_factor_std
+        self.cov_factor = nn.Parameter(s * torch.randn(self.dim, self.rank, generator=generator))
+
+    def _noise_dim(self) -> int:
+        return self.dim + self.rank
+
+    def _colour(self, eps: Tensor) -> Tensor:
+        return eps[:, : self.dim] * self.std + eps[:, self.dim :] @ self.cov_factor.T
+
+    def trace_covariance(self) -> Tensor:
+        return super().trace_covariance() + self.cov_factor.pow(2).sum()
+
+    def logdet_covariance(self) -> Tensor:
+        scaled = self.cov_factor / self.std[:, None]
+        capacitance = torch.eye(self.rank, dtype=scaled.dtype, device=scaled.device) + scaled.T @ scaled
+        return super().logdet_covariance() + 2.0 * torch.linalg.cholesky(capacitance).diagonal().log().sum()
+
+    def variance(self) -> Tensor:
+        return super().variance() + self.cov_factor.pow(2).sum(1)
+
+    def covariance_matrix(self) -> Tensor:
+        return super().covariance_matrix() + self.cov_factor @ self.cov_factor.T
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, rank={self.rank}"
+
+
+class FullGaussian(GaussianPosterior):
+    """Full covariance through its Cholesky factor: ``Sigma = L L^T``.
+
+    ``L`` is lower triangular with diagonal ``softplus(rho)``; the strictly
+    lower part is free. Fine for ``D`` up to a few thousand.
+
+    Parameters
+    ----------
+    dim : int
+    init_std : float, default=0.05
+        Initial diagonal of ``L`` (off-diagonal entries start at zero).
+    """
+
+    def __init__(self, dim: int, init_std: float = 0.05, generator: torch.Generator | None = None):
+        super().__init__(dim)
+        self.raw_diag = nn.Parameter(torch.full((self.dim,), inverse_softplus(init_std - MIN_STD)))
+        self.tril = nn.Parameter(torch.zeros(self.dim, self.dim))
+
+    @property
+    def scale_tril(self) -> Tensor:
+        """The Cholesky factor ``L``, shape ``(D, D)``."""
+        return torch.tril(self.tril, diagonal=-1) + torch.diag(_positive(self.raw_diag))
+
+    def _noise_dim(self) -> int:
+        return self.dim
+
+    def _colour(self, eps: Tensor) -> Tensor:
+        return eps @ self.scale_tril.T
+
+    def trace_covariance(self) -> Tensor:
+        return self.scale_tril.pow(2).sum()
+
+    def logdet_covariance(self) -> Tensor:
+        return 2.0 * _positive(self.raw_diag).log().sum()
+
+    def variance(self) -> Tensor:
+        return self.scale_tril.pow(2).sum(1)
+
+    def covariance_matrix(self) -> Tensor:
+        L = self.scale_tril
+        return L @ L.T
+
+
+class PointMass(GaussianPosterior):
+    """A point estimate (MAP, plain LoRA-XS): zero covariance.
+
+    :meth:`kl_to_prior` returns the prior's negative log density up to a constant,
+    ``||mu||^2 / (2 sigma_p^2)``, so that the same ``NLL + KL / N`` criterion is
+    the MAP objective.
+    """
+
+    def _noise_dim(self) -> int:
+        return 0
+
+    def _colour(self, eps: Tensor) -> Tensor:
+        return torch.zeros(eps.shape[0], self.dim, dtype=self.loc.dtype, device=self.loc.device)
+
+    def trace_covariance(self) -> Tensor:
+        return self.loc.new_zeros(())
+
+    def variance(self) -> Tensor:
+        return torch.zeros_like(self.loc)
+
+    def covariance_matrix(self) -> Tensor:
+        return torch.zeros(self.dim, self.dim, dtype=self.loc.dtype, device=self.loc.device)
+
+    def kl_to_prior(self, prior_std: float) -> Tensor:
+        return 0.5 * self.loc.pow(2).sum() / float(prior_std) ** 2
+
+
+def make_posterior(
+    dim: int,
+    covariance: str | None,
+    *,
+    cov_rank: int = 4,
+    init_std: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> GaussianPosterior:
+    """Build a posterior family by name.
+
+    Parameters
+    ----------
+    dim : int
+    covariance : {"diag", "lowrank", "full"} or None
+        ``None`` gives a :class:`PointMass` (MAP).
+    cov_rank : int, default=4
+        Columns of the low-rank factor (``"lowrank"`` only).
+    init_std : float, default=0.05
+    generator : torch.Generator, optional
+    """
+    if covariance is None:
+        return PointMass(dim)
+    try:
+        kind = Covariance(covariance)
+    except ValueError:
+        raise ValueError(
+            f"Unknown covariance {covariance!r}; use one of {[c.value for c in Covariance]}."
+        ) from None
+    if kind is Covariance.LOWRANK:
+        return LowRankGaussian(dim, rank=cov_rank, init_std=init_std, generator=generator)
+    cls = DiagGaussian if kind is Covariance.DIAG else FullGaussian
+    return cls(dim, init_std=init_std, generator=generator)

@@ -1,0 +1,176 @@
+"""Text inputs: coercion of X, a torch Dataset, and a tokenising collate function."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = ["TextInputs", "coerce_texts", "TextDataset", "TextCollator"]
+
+
+@dataclass
+class TextInputs:
+    """Coerced inputs: ``first`` texts and, for sentence-pair tasks, ``second`` texts."""
+
+    first: list[str]
+    second: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def subset(self, idx: Sequence[int]) -> "TextInputs":
+        pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+        return TextInputs(pick(self.first), pick(self.second))
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isnan(v))
+
+
+def _check_strings(values: Sequence[Any], what: str) -> list[str]:
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, (str, np.str_)):
+            out.append(str(v))
+            continue
+        problem = "a missing value (None/NaN)" if _is_missing(v) else f"a {type(v).__name__}"
+        raise TypeError(
+            f"{what} must contain strings; row {i} is {problem}: {v!r}. "
+            "Clean or drop such rows before fitting (e.g. X.fillna('') or X.dropna())."
+        )
+    return out
+
+
+def _split_pairs(rows: Sequence[Any]) -> TextInputs:
+    for i, r in enumerate(rows):
+        if len(r) != 2:
+            raise ValueError(
+                f"Sentence-pair input must have exactly 2 texts per row; row {i} has {len(r)}. "
+                "Pass one string per row for single-text tasks."
+            )
+    return TextInputs(_check_strings([r[0] for r in rows], "X[:, 0]"), _check_strings([r[1] for r in rows], "X[:, 1]"))
+
+
+def coerce_texts(X: Any) -> TextInputs:
+    """Turn the accepted input types into :class:`TextInputs`.
+
+    Accepted: a list / tuple / 1-D ndarray / pandas Series of ``str``; a
+    sequence of 2-tuples ``(text_a, text_b)`` or an ``(n, 2)`` array for
+    sentence pairs; a pandas DataFrame with 1 or 2 columns; a
+    :class:`TextInputs`.
+
+    Raises
+    ------
+    TypeError
+        If an entry is not a string (the message names the first bad row).
+    ValueError
+        If X is empty, has a wrong shape or pairs of the wrong arity.
+    """
+    if isinstance(X, TextInputs):
+        return X
+    if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
+        if X.shape[1] == 1:
+            X = X.iloc[:, 0]
+        elif X.shape[1] == 2:
+            X = X.to_numpy(dtype=object)
+        else:
+            raise ValueError(
+                f"A DataFrame X must have 1 column (texts) or 2 columns (sentence pairs); got {X.shape[1]}: "
+                f"{list(X.columns)}. Select the text column(s) first, e.g. X[['sentence1', 'sentence2']]."
+            )
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas Series
+        X = X.to_numpy(dtype=object)
+    if isinstance(X, str):
+        raise ValueError("X must be a sequence of texts, not a single string; wrap it in a list: [text].")
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim == 2:
+            if X.shape[1] != 2:
+                raise ValueError(f"A 2-D X must have 2 columns (sentence pairs); got shape {X.shape}.")
+            rows = list(map(tuple, X))
+        elif X.ndim == 1:
+            rows = list(X)
+        else:
+            raise ValueError(f"X must be 1-D (texts) or 2-D with 2 columns (pairs); got shape {X.shape}.")
+    elif isinstance(X, (list, tuple)):
+        rows = list(X)
+    else:
+        try:
+            rows = list(X)
+        except TypeError:
+            raise TypeError(f"X must be a sequence of texts; got {type(X).__name__}.") from None
+    if not rows:
+        raise ValueError("X is empty: at least one text is needed.")
+    if all(isinstance(r, (tuple, list, np.ndarray)) for r in rows):
+        return _split_pairs(rows)
+    return TextInputs(_check_strings(rows, "X"))
+
+
+class TextDataset(Dataset):
+    """Examples as dicts ``{"first", "second", "sample_weight"}`` with integer targets.
+
+    Parameters
+    ----------
+    inputs : TextInputs
+    y : array-like of int, optional
+        Encoded targets (0 where absent).
+    sample_weight : array-like of float, optional
+    """
+
+    def __init__(self, inputs: TextInputs, y: Any = None, sample_weight: Any = None):
+        self.inputs = inputs
+        n = len(inputs)
+        self.y = np.zeros(n, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64)
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int):
+        item = {"first": self.inputs.first[i]}
+        if self.inputs.second is not None:
+            item["second"] = self.inputs.second[i]
+        if self.sample_weight is not None:
+            item["sample_weight"] = self.sample_weight[i]
+        return item, self.y[i]
+
+
+class TextCollator:
+    """Tokenise a list of examples with dynamic padding (to the longest in the batch).
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+    max_length : int
+        Longer texts are truncated.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+
+    def __call__(self, batch: list[tuple[dict, Any]]) -> tuple[dict[str, Tensor], Tensor]:
+        items = [b[0] for b in batch]
+        first = [it["first"] for it in items]
+        second = [it["second"] for it in items] if "second" in items[0] else None
+        enc = self.tokenizer(
+            first,
+            second,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        X = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        if "sample_weight" in items[0]:
+            X["sample_weight"] = torch.tensor([float(it["sample_weight"]) for it in items])
+        y = torch.as_tensor(np.asarray([b[1] for b in batch], dtype=np.int64))
+        return X, y

@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny randomly initialised BERT saved as a local model folder, and toy text data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "excellent", "fun", "love", "wonderful", "superb", "nice"]
+NEGATIVE = ["bad", "awful", "boring", "hate", "poor", "terrible", "dull", "ugly"]
+FILLER = ["the", "movie", "film", "was", "a", "really", "plot", "acting", "story", "and", "it", "very", "quite"]
+
+
+def _vocab() -> list[str]:
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + POSITIVE + NEGATIVE + FILLER + letters + ["##" + c for c in letters]
+
+
+def tiny_bert_config(vocab_size: int = 128):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    """A local folder with a tiny random BERT and a WordPiece tokenizer (loads offline by path)."""
+    from transformers import BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = _vocab()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    tok.save_pretrained(folder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertModel(tiny_bert_config(len(vocab))).save_pretrained(folder)
+    return str(folder)
+
+
+def make_toy_texts(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Sentiment-like toy sentences: the label is which word list dominates."""
+    rng = np.random.RandomState(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, size=rng.randint(3, 8)))
+        cue = POSITIVE if label else NEGATIVE
+        words += list(rng.choice(cue, size=rng.randint(1, 3)))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, np.array(labels)
+
+
+@pytest.fixture(scope="session")
+def toy_data():
+    return make_toy_texts(96, seed=0)
+
+
+@pytest.fixture(scope="session")
+def toy_test():
+    return make_toy_texts(64, seed=1)
+
+
+def tiny_kwargs(tiny_bert_dir: str, **overrides):
+    """Fast settings for the tiny backbone."""
+    kw = dict(backbone=tiny_bert_dir, rank=4, cov_rank=2, max_epochs=20, batch_size=16, n_samples=8, max_length=32,
+              lr=0.1, head_lr=0.1, weight_decay=0.0, random_state=0, verbose=0, device="cpu")
+    kw.update(overrides)
+    return kw

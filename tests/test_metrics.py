@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from sklearn.metrics import brier_score_loss, log_loss
+
+from subspace_bayes.metrics import (
+    brier_score,
+    expected_calibration_error,
+    get_scorer,
+    maximum_calibration_error,
+    negative_log_likelihood,
+)
+
+
+def _ece_reference(y, p, n_bins):
+    """Loop-based reference: equal-width bins (b/B, (b+1)/B], top-label confidence."""
+    conf, pred = p.max(1), p.argmax(1)
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        in_bin = (conf > lo) & (conf <= hi) if b > 0 else (conf <= hi)
+        if in_bin.any():
+            total += in_bin.mean() * abs((pred[in_bin] == y[in_bin]).mean() - conf[in_bin].mean())
+    return total
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_ece_matches_loop_reference(n_classes):
+    rng = np.random.RandomState(0)
+    p = rng.dirichlet(np.ones(n_classes) * 0.5, size=500)
+    y = rng.randint(n_classes, size=500)
+    assert np.isclose(expected_calibration_error(y, p), _ece_reference(y, p, 15))
+    assert np.isclose(expected_calibration_error(y, p, n_bins=7), _ece_reference(y, p, 7))
+    assert maximum_calibration_error(y, p) >= expected_calibration_error(y, p)
+
+
+def test_perfectly_calibrated_predictions_have_small_ece():
+    rng = np.random.RandomState(1)
+    q = rng.uniform(0.5, 1.0, size=200_000)
+    y = (rng.uniform(size=q.size) < q).astype(int)  # P(y=1) = q exactly
+    p = np.stack([1 - q, q], 1)
+    assert expected_calibration_error(y, p) < 0.01
+
+
+def test_nll_and_brier_match_sklearn_and_string_labels():
+    rng = np.random.RandomState(2)
+    p = rng.dirichlet(np.ones(3), size=100)
+    y = rng.randint(3, size=100)
+    labels = np.array(["a", "b", "c"])
+    assert np.isclose(negative_log_likelihood(y, p), log_loss(y, p, labels=[0, 1, 2]))
+    assert np.isclose(negative_log_likelihood(labels[y], p, labels=labels), log_loss(y, p, labels=[0, 1, 2]))
+    # Binary: multi-class Brier = 2 x sklearn's binary Brier score.
+    pb = rng.uniform(size=100)
+    yb = rng.randint(2, size=100)
+    assert np.isclose(brier_score(yb, pb), 2 * brier_score_loss(yb, pb))
+
+
+def test_label_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="labels"):
+        expected_calibration_error(["x", "y"], [[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+
+
+def test_get_scorer_resolves_ours_and_sklearn():
+    assert repr(get_scorer("neg_ece")) == "ProbaScorer(expected_calibration_error)"
+    assert get_scorer("accuracy") is not None

@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import LowRankMultivariateNormal, MultivariateNormal, Normal, kl_divergence
+
+from subspace_bayes.posteriors import (
+    DiagGaussian,
+    FullGaussian,
+    GaussianPosterior,
+    LowRankGaussian,
+    PointMass,
+    make_posterior,
+)
+
+D = 12
+PRIOR_STD = 0.7
+
+
+def _randomised(kind: str) -> GaussianPosterior:
+    """A posterior with non-trivial (random) parameters, in float64 for tight comparisons."""
+    g = torch.Generator().manual_seed(0)
+    q = make_posterior(D, kind, cov_rank=3, init_std=0.3, generator=g).double()
+    with torch.no_grad():
+        for p in q.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return q
+
+
+def _reference(q: GaussianPosterior):
+    if isinstance(q, LowRankGaussian):
+        return LowRankMultivariateNormal(q.loc, q.cov_factor, q.std.pow(2))
+    if isinstance(q, FullGaussian):
+        return MultivariateNormal(q.loc, scale_tril=q.scale_tril)
+    return Normal(q.loc, q.std)
+
+
+def _prior_kl(ref, dist_dim):
+    if isinstance(ref, Normal):
+        return kl_divergence(ref, Normal(torch.zeros(dist_dim, dtype=torch.float64), PRIOR_STD)).sum()
+    prior = MultivariateNormal(torch.zeros(dist_dim, dtype=torch.float64),
+                               covariance_matrix=PRIOR_STD**2 * torch.eye(dist_dim, dtype=torch.float64))
+    return kl_divergence(ref, prior)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_kl_matches_torch_distributions(kind):
+    q = _randomised(kind)
+    ref = _reference(q)
+    torch.testing.assert_close(q.kl_to_prior(PRIOR_STD), _prior_kl(ref, D), atol=1e-5, rtol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_covariance_matches_reference(kind):
+    q = _randomised(kind)
+    ref = _reference(q)
+    ref_cov = torch.diag(ref.variance) if isinstance(ref, Normal) else ref.covariance_matrix
+    torch.testing.assert_close(q.covariance_matrix(), ref_cov, atol=1e-10, rtol=0)
+    torch.testing.assert_close(q.variance(), ref_cov.diagonal(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(q.logdet_covariance(), torch.logdet(ref_cov), atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_sample_moments_match_covariance(kind):
+    q = _randomised(kind)
+    with torch.no_grad():
+        x = q.rsample(200_000, generator=torch.Generator().manual_seed(1))
+    assert x.shape == (200_000, D)
+    torch.testing.assert_close(x.mean(0), q.loc.detach(), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(x.T), q.covariance_matrix().detach(), atol=0.03, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_samples_are_reproducible_from_a_generator(kind):
+    q = _randomised(kind)
+    a = q.rsample(5, generator=torch.Generator().manual_seed(3))
+    b = q.rsample(5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    c = q.rsample(5, generator=torch.Generator().manual_seed(4))
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_gradients_reach_every_variational_parameter(kind):
+    q = _randomised(kind).float()
+    theta = q.rsample(4, generator=torch.Generator().manual_seed(0))
+    loss = (theta**2).sum() + q.kl_to_prior(1.0)
+    loss.backward()
+    for name, p in q.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_variances_stay_positive_after_adversarial_updates(kind):
+    q = _randomised(kind)
+    with torch.no_grad():
+        for name, p in q.named_parameters():
+            if "raw" in name:
+                p.fill_(-1e4)  # far below any sensible value
+    assert torch.all(q.variance() > 0)
+    kl = q.kl_to_prior(1.0)
+    assert torch.isfinite(kl)
+
+
+def test_point_mass_kl_is_negative_log_prior():
+    q = PointMass(D).double()
+    with torch.no_grad():
+        q.loc.copy_(torch.linspace(-1, 1, D, dtype=torch.float64))
+    prior = Normal(torch.zeros(D, dtype=torch.float64), PRIOR_STD)
+    nlp = -prior.log_prob(q.loc).sum()
+    const = D * (math.log(PRIOR_STD) + 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(q.kl_to_prior(PRIOR_STD), nlp - const)
+    assert torch.equal(q.rsample(3), q.loc.expand(3, D))
+
+
+def test_make_posterior_rejects_unknown_covariance():
+    with pytest.raises(ValueError, match="diag"):
+        make_posterior(D, "dense")
+
+
+def test_lowrank_rank_must_fit():
+    with pytest.raises(ValueError, match="cov_rank"):
+        LowRankGaussian(4, rank=5)
+
+
+def test_initial_std():
+    q = DiagGaussian(3, init_std=0.05)
+    torch.testing.assert_close(q.std, torch.full((3,), 0.05), atol=1e-6, rtol=0)
+    f = FullGaussian(3, init_std=0.05)
+    torch.testing.assert_close(f.covariance_matrix(), 0.0025 * torch.eye(3), atol=1e-6, rtol=0)
