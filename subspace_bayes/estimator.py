@@ -18,16 +18,19 @@ from torch.utils.data import DataLoader
 from ._validation import Custom, Interval, Options, check_labels, check_sample_weight, validate_parameters
 from .backbones import load_backbone, load_tokenizer
 from .adapters import collect_input_moments, find_target_modules
+from .inference.laplace import STRUCTURES as LAPLACE_STRUCTURES
+from .inference.laplace import ggn, ggn_eigenvalues, laplace_posterior, log_marginal_likelihood, tune_prior_precision
+from .inference.swag import SWAGCollector
 from .inference.vi import ELBOLoss
 from .module import SubspaceClassifierModule
-from .posteriors import Covariance
-from .predictive import mc_probabilities, uncertainty_decomposition
+from .posteriors import Covariance, FullGaussian, LowRankGaussian, PointMass
+from .predictive import glm_probabilities, mc_probabilities, uncertainty_decomposition
 from .projections import needs_input_moments, parse_projection
 from .text import TextCollator, TextDataset, TextInputs, coerce_texts
 
 __all__ = ["BayesianSubspaceClassifier", "NonFiniteLossError", "resolve_device"]
 
-_POSTERIORS = ("vi", "map")
+_POSTERIORS = ("vi", "map", "swag", "laplace")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,6 +49,15 @@ def _valid_device(d: Any) -> bool:
         return True
     torch.device(d)  # raises on nonsense
     return True
+
+
+def _spec_of(posterior) -> tuple[str | None, int]:
+    """(covariance, rank) that rebuilds the structure of ``posterior`` (for unpickling)."""
+    if isinstance(posterior, PointMass):
+        return (None, 0)
+    if isinstance(posterior, LowRankGaussian):
+        return ("lowrank", posterior.rank)
+    return ("full", 0) if isinstance(posterior, FullGaussian) else ("diag", 0)
 
 
 class _EpochProgress(Callback):
@@ -88,10 +100,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     projection : str, default="svd"
         ``"svd"``, ``"whitened_svd"``, ``"dct"``, ``"random"`` or a hybrid
         ``"svd+dct[:fraction]"``.
-    posterior : {"vi", "map"}, default="vi"
-        Variational inference, or a point estimate (plain LoRA-XS).
+    posterior : {"vi", "map", "swag", "laplace"}, default="vi"
+        Variational inference; a point estimate (plain LoRA-XS); SWAG over the
+        cores after a MAP burn-in (B-LoRA-XS); or a post-hoc Laplace
+        approximation at the MAP cores (L-LoRA-XS).
     covariance : {"diag", "lowrank", "full"}, default="lowrank"
-        Structure of the variational covariance over ``theta``.
+        Structure of the variational covariance over ``theta`` (``posterior="vi"``).
     cov_rank : int, default=4
         Columns of the low-rank factor.
     target_modules : str, list of str or None, default=None
@@ -104,8 +118,24 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     init_std : float, default=0.05
         Initial posterior standard deviation (large enough to move within a
         few hundred steps; ``softplus(-6) = 0.0025`` was seen to stall).
+    swag_start : int or None, default=None
+        Epoch (0-based) at which SWAG collection starts; None: half of ``max_epochs``.
+    swag_max_snapshots : int, default=20
+        ``K``, the snapshots kept for SWAG's low-rank deviation matrix.
+    swag_scale : float, default=1.0
+        Multiplies the SWAG covariance when sampling.
+    swag_lr : float or None, default=None
+        Constant learning rate of the cores during SWAG collection (None: ``lr``).
+    laplace_structure : {"full", "diag"}, default="full"
+        Generalised Gauss-Newton structure of the Laplace precision (``D`` is
+        small, so ``"full"`` is exact and cheap).
+    prior_precision : "auto" or float, default="auto"
+        Laplace prior precision; "auto" maximises the Laplace marginal likelihood.
+    predictive : {"mc", "glm"}, default="mc"
+        Monte Carlo over ``theta``, or the linearised (GLM) predictive that samples
+        logits from ``N(f(x; mu), J Sigma J^T)`` (cost independent of ``n_samples``).
     n_samples : int, default=16
-        Monte Carlo draws of ``theta`` at prediction time.
+        Monte Carlo draws at prediction time.
     n_train_samples : int, default=1
         Draws per training step (folded into the batch).
     pooling : {"auto", "mean", "cls", "last"}, default="auto"
@@ -165,6 +195,13 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "prior_std": [Interval("real", 0, None, closed="neither")],
         "kl_weight": [Interval("real", 0, None)],
         "init_std": [Interval("real", 0, None, closed="neither")],
+        "swag_start": [Options((None,)), Interval("int", 0, None)],
+        "swag_max_snapshots": [Interval("int", 1, None)],
+        "swag_scale": [Interval("real", 0, None)],
+        "swag_lr": [Options((None,)), Interval("real", 0, None, closed="neither")],
+        "laplace_structure": [Options(LAPLACE_STRUCTURES)],
+        "prior_precision": [Options(("auto",)), Interval("real", 0, None, closed="neither")],
+        "predictive": [Options(("mc", "glm"))],
         "n_samples": [Interval("int", 1, None)],
         "n_train_samples": [Interval("int", 1, None)],
         "pooling": [Options(("auto", "mean", "cls", "last"))],
@@ -194,6 +231,13 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         prior_std: float = 1.0,
         kl_weight: float = 1.0,
         init_std: float = 0.05,
+        swag_start: int | None = None,
+        swag_max_snapshots: int = 20,
+        swag_scale: float = 1.0,
+        swag_lr: float | None = None,
+        laplace_structure: str = "full",
+        prior_precision: str | float = "auto",
+        predictive: str = "mc",
         n_samples: int = 16,
         n_train_samples: int = 1,
         pooling: str = "auto",
@@ -227,6 +271,13 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.prior_std = prior_std
         self.kl_weight = kl_weight
         self.init_std = init_std
+        self.swag_start = swag_start
+        self.swag_max_snapshots = swag_max_snapshots
+        self.swag_scale = swag_scale
+        self.swag_lr = swag_lr
+        self.laplace_structure = laplace_structure
+        self.prior_precision = prior_precision
+        self.predictive = predictive
         self.n_samples = n_samples
         self.n_train_samples = n_train_samples
         self.pooling = pooling
@@ -300,11 +351,40 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.classes_inferred_ = classes
         self.n_train_ = len(inputs)
         self._fit_inputs_ = inputs  # read by initialize_module (whitened SVD), then dropped
+        if self.warm_start and self.initialized_ and self.posterior in ("swag", "laplace"):
+            self._set_posterior(PointMass.from_mean(self.module_.posterior.mean.detach()))
+            self.initialize_optimizer()
+        dataset = TextDataset(inputs, y_enc, weights)
         try:
-            super().fit(TextDataset(inputs, y_enc, weights), y_enc.astype(np.int64), **fit_params)
+            super().fit(dataset, y_enc.astype(np.int64), **fit_params)
         finally:
             self._fit_inputs_ = None
+        if self.posterior == "swag":
+            self._set_posterior(dict(self.callbacks_)["swag"].moments_.posterior(self.swag_scale))
+        elif self.posterior == "laplace":
+            self._fit_laplace(dataset)
         return self
+
+    def _set_posterior(self, posterior) -> None:
+        """Install a posterior object over theta (after SWAG / Laplace) and remember its structure."""
+        self.module_.posterior = posterior.to(self.device_)
+        self.posterior_spec_ = _spec_of(posterior)
+
+    def _fit_laplace(self, dataset: TextDataset) -> None:
+        """Post-hoc Laplace at the MAP cores: GGN over the training data, prior precision by evidence."""
+        self.module_.eval()
+        loader = DataLoader(dataset, batch_size=self.batch_size, collate_fn=TextCollator(self.tokenizer_, self.max_length))
+        batches = ({**{k: to_device(v, self.device_) for k, v in X.items() if k != "sample_weight"}, "labels": y}
+                   for X, y in loader)
+        mean = self.module_.posterior.mean.detach()
+        G, nll, _ = ggn(self.module_, batches, mean, self.laplace_structure)
+        eig = ggn_eigenvalues(G)
+        sq_norm = float(mean.double().pow(2).sum())
+        fixed = self.prior_precision != "auto"
+        delta = float(self.prior_precision) if fixed else tune_prior_precision(eig, sq_norm, nll)
+        self.prior_precision_ = delta
+        self.log_marginal_likelihood_ = log_marginal_likelihood(delta, eig, sq_norm, nll)
+        self._set_posterior(laplace_posterior(mean.cpu().float(), G, delta))
 
     def initialize(self):
         # skorch moves modules and tensors with self.device; "auto" is resolved
@@ -324,7 +404,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
         self.shuffle_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
 
-    def _build_module(self, input_moments=None) -> SubspaceClassifierModule:
+    def _training_posterior_spec(self) -> tuple[str | None, int]:
+        # SWAG and Laplace train a point estimate first; their posterior is built after training.
+        return (self.covariance, self.cov_rank) if self.posterior == "vi" else (None, 0)
+
+    def _build_module(self, input_moments=None, spec=None) -> SubspaceClassifierModule:
+        covariance, cov_rank = spec or self._training_posterior_spec()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
             backbone = load_backbone(self.backbone)
@@ -334,8 +419,8 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
                 rank=self.rank,
                 projection=self.projection,
                 target_modules=self.target_modules,
-                covariance=None if self.posterior == "map" else self.covariance,
-                cov_rank=self.cov_rank,
+                covariance=covariance,
+                cov_rank=cov_rank,
                 init_std=self.init_std,
                 pooling=self.pooling,
                 generator=torch.Generator().manual_seed(self.seed_),
@@ -349,6 +434,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         if needs_input_moments(self.projection) and inputs is not None:
             moments = self._input_moments(inputs)
         self.module_ = self._build_module(moments)
+        self.posterior_spec_ = self._training_posterior_spec()
         self._make_generators()
         return self
 
@@ -390,6 +476,9 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         extra = []
         if self.validation_fraction and self.patience:
             extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
+        if self.posterior == "swag":
+            start = self.max_epochs // 2 if self.swag_start is None else self.swag_start
+            extra.append(("swag", SWAGCollector(start, self.swag_max_snapshots, self.swag_lr)))
         if isinstance(self.verbose, int) and self.verbose > 1:
             extra.append(("print_log", PrintLog()))
         self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
@@ -437,11 +526,13 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         """The draws of ``theta`` used for every batch of one prediction call, shape (S, D)."""
         posterior = self.module_.posterior
         with torch.no_grad():
-            if self.posterior == "map":
+            if isinstance(posterior, PointMass):
                 return posterior.mean.detach()[None]
-            seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else self.predict_seed_
-            generator = torch.Generator().manual_seed(int(seed))
-            return posterior.rsample(n_samples or self.n_samples, generator=generator)
+            return posterior.rsample(n_samples or self.n_samples, generator=self._predict_generator())
+
+    def _predict_generator(self) -> torch.Generator:
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else self.predict_seed_
+        return torch.Generator().manual_seed(int(seed))
 
     def predict_sample_proba(self, X: Any, n_samples: int | None = None) -> np.ndarray:
         """Class probabilities under each posterior draw of ``theta``.
@@ -460,14 +551,38 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         inputs = coerce_texts(X)
         loader = DataLoader(TextDataset(inputs), batch_size=self.batch_size,
                             collate_fn=TextCollator(self.tokenizer_, self.max_length))
-        theta = self._predictive_theta(n_samples)
         if self.verbose and len(loader) > 20:
             from tqdm.auto import tqdm
 
             loader = tqdm(loader, desc="predict", unit="batch", leave=False)
         self.module_.eval()
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
-        return mc_probabilities(self.module_, batches, theta)
+        posterior = self.module_.posterior
+        if self.predictive == "glm" and not isinstance(posterior, PointMass):
+            n_classes = len(self.classes_)
+            eps = torch.randn(n_samples or self.n_samples, len(inputs), n_classes, generator=self._predict_generator(),
+                              dtype=torch.float64)
+            return glm_probabilities(self.module_, batches, posterior, eps)
+        return mc_probabilities(self.module_, batches, self._predictive_theta(n_samples))
+
+    def posterior_spectrum(self) -> np.ndarray:
+        """Eigenvalues of the posterior covariance over ``theta``, largest first (shape ``(D,)``).
+
+        The paper's finding: in a good subspace a few directions carry almost all
+        of the posterior variance (see :attr:`effective_rank_`).
+        """
+        self.check_is_fitted()
+        return self.module_.posterior.spectrum().numpy()
+
+    @property
+    def effective_rank_(self) -> float:
+        """Entropy effective rank ``exp(H(lambda / sum lambda))`` of the posterior covariance (0 for MAP)."""
+        lam = self.posterior_spectrum()
+        total = lam.sum()
+        if total <= 0:
+            return 0.0
+        p = lam[lam > 0] / total
+        return float(np.exp(-np.sum(p * np.log(p))))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior predictive ``p(y | x) = (1/S) sum_s softmax(f(x; theta_s))``.
@@ -524,7 +639,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         # recomputed from data (whitened SVD): build with plain SVD, then overwrite.
         projection, self.projection = self.projection, "svd"
         try:
-            module = self._build_module()
+            module = self._build_module(spec=self.posterior_spec_)
         finally:
             self.projection = projection
         missing = module.load_state_dict(adapter_state, strict=False)

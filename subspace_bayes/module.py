@@ -91,15 +91,31 @@ class SubspaceClassifierModule(nn.Module):
         """``n_samples`` draws of ``theta`` from the posterior, shape ``(S, D)``."""
         return self.posterior.rsample(n_samples, generator=generator)
 
-    def features(self, theta: Tensor, input_ids: Tensor, attention_mask: Tensor, **inputs: Tensor) -> Tensor:
-        """Pooled backbone features for every draw: ``(S * N, H)``, sample-major."""
+    def features(self, theta: Tensor, input_ids: Tensor, attention_mask: Tensor, *, paired: bool = False,
+                 **inputs: Tensor) -> Tensor:
+        """Pooled backbone features ``(S * N, H)``, sample-major.
+
+        By default every draw sees every input (the inputs are repeated ``S``
+        times). With ``paired=True`` draw ``i`` goes with input ``i`` only
+        (``S == N``), which gives per-example gradients w.r.t. ``theta``.
+        """
         S = theta.shape[0]
-        fold = lambda t: t.repeat(S, *([1] * (t.dim() - 1)))  # noqa: E731 - (N, T) -> (S*N, T)
+        if paired:
+            if S != input_ids.shape[0]:
+                raise ValueError(f"paired=True needs one draw per input; got {S} draws for {input_ids.shape[0]}.")
+            fold = lambda t: t  # noqa: E731
+        else:
+            fold = lambda t: t.repeat(S, *([1] * (t.dim() - 1)))  # noqa: E731 - (N, T) -> (S*N, T)
         inputs = {k: fold(v) for k, v in inputs.items() if v is not None}
         mask = fold(attention_mask)
         with self.bank.bind(theta):
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden, mask, self.pooling)
+
+    def paired_logits(self, batch: dict[str, Tensor], thetas: Tensor) -> Tensor:
+        """Logits ``(N, C)`` with draw ``thetas[i]`` applied to input ``i`` only."""
+        feats = self.features(thetas, paired=True, **batch)
+        return self.head(feats.to(self.head.weight.dtype))
 
     def forward(
         self,
@@ -130,6 +146,30 @@ class SubspaceClassifierModule(nn.Module):
         feats = self.features(theta, input_ids, attention_mask, token_type_ids=token_type_ids)
         logits = self.head(feats.to(self.head.weight.dtype))
         return logits.reshape(theta.shape[0], input_ids.shape[0], -1)
+
+    def logit_jacobians(self, batch: dict[str, Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits at ``theta`` and their per-example Jacobians ``J_i = d f(x_i) / d theta``.
+
+        Each input gets its own copy of ``theta`` (:meth:`paired_logits`), so one
+        backward pass per class yields the rows of all examples at once.
+
+        Parameters
+        ----------
+        batch : dict of Tensor of shape (N, T)
+        theta : Tensor of shape (D,)
+
+        Returns
+        -------
+        logits : Tensor of shape (N, C)
+        J : Tensor of shape (N, C, D)
+        """
+        n = batch["input_ids"].shape[0]
+        with torch.enable_grad():
+            thetas = theta.detach().expand(n, -1).clone().requires_grad_(True)
+            logits = self.paired_logits(batch, thetas)
+            C = logits.shape[1]
+            rows = [torch.autograd.grad(logits[:, c].sum(), thetas, retain_graph=c < C - 1)[0] for c in range(C)]
+        return logits.detach(), torch.stack(rows, dim=1)
 
     def adapter_state_dict(self) -> dict[str, Tensor]:
         """Everything learned or derived at fit time: posterior, head and adapter bases.

@@ -56,6 +56,12 @@ def _positive(raw: Tensor) -> Tensor:
     return F.softplus(raw) + MIN_STD
 
 
+def _inverse_positive(std: Tensor) -> Tensor:
+    """``raw`` with ``_positive(raw) = std`` (stable for tiny and large ``std``)."""
+    y = (std - MIN_STD).clamp_min(1e-12).double()
+    return (y + torch.log(-torch.expm1(-y))).to(std.dtype)
+
+
 class GaussianPosterior(nn.Module):
     """Base class: ``q(theta) = N(mu, Sigma)`` over ``theta in R^D``.
 
@@ -120,6 +126,39 @@ class GaussianPosterior(nn.Module):
         """Marginal variances ``diag(Sigma)``, shape ``(D,)``."""
         return self.covariance_matrix().diagonal()
 
+    def quadratic_form(self, J: Tensor) -> Tensor:
+        """``J Sigma J^T`` for a batch of Jacobians, without forming ``Sigma`` where avoidable.
+
+        Parameters
+        ----------
+        J : Tensor of shape (N, C, D)
+
+        Returns
+        -------
+        Tensor of shape (N, C, C)
+        """
+        factor = self.covariance_factor()  # (D, k) with Sigma = F F^T (+ diagonal part)
+        out = torch.zeros(J.shape[0], J.shape[1], J.shape[1], dtype=J.dtype, device=J.device)
+        if factor is not None:
+            JF = J @ factor.to(J.dtype)
+            out = out + JF @ JF.transpose(1, 2)
+        diag = self.diagonal_part()
+        if diag is not None:
+            out = out + (J * diag.to(J.dtype)) @ J.transpose(1, 2)
+        return out
+
+    def covariance_factor(self) -> Tensor | None:
+        """A factor ``F`` (D, k) of the non-diagonal part of ``Sigma`` (None if there is none)."""
+        return None
+
+    def diagonal_part(self) -> Tensor | None:
+        """The diagonal part of ``Sigma`` as a vector (None if there is none)."""
+        return None
+
+    def spectrum(self) -> Tensor:
+        """Eigenvalues of ``Sigma`` in decreasing order, shape ``(D,)`` (dense; small ``D``)."""
+        return torch.linalg.eigvalsh(self.covariance_matrix().detach().double()).flip(0).clamp_min(0.0)
+
     def kl_to_prior(self, prior_std: float) -> Tensor:
         """Closed-form ``KL(q || N(0, prior_std^2 I))`` (a scalar tensor)."""
         var_p = float(prior_std) ** 2
@@ -167,8 +206,24 @@ class DiagGaussian(GaussianPosterior):
     def variance(self) -> Tensor:
         return self.std.pow(2)
 
+    def diagonal_part(self) -> Tensor:
+        return self.std.pow(2)
+
     def covariance_matrix(self) -> Tensor:
         return torch.diag(self.std.pow(2))
+
+    def _set_std(self, std: Tensor) -> None:
+        with torch.no_grad():
+            self.raw_std.copy_(_inverse_positive(std))
+
+    @classmethod
+    def from_moments(cls, mean: Tensor, variance: Tensor) -> "DiagGaussian":
+        """A fixed ``N(mean, diag(variance))`` (e.g. a diagonal Laplace approximation)."""
+        q = cls(mean.numel())
+        with torch.no_grad():
+            q.loc.copy_(mean)
+        q._set_std(variance.clamp_min(MIN_STD**2).sqrt())
+        return q
 
 
 class LowRankGaussian(DiagGaussian):
@@ -224,8 +279,21 @@ class LowRankGaussian(DiagGaussian):
     def variance(self) -> Tensor:
         return super().variance() + self.cov_factor.pow(2).sum(1)
 
+    def covariance_factor(self) -> Tensor:
+        return self.cov_factor
+
     def covariance_matrix(self) -> Tensor:
         return super().covariance_matrix() + self.cov_factor @ self.cov_factor.T
+
+    @classmethod
+    def from_moments(cls, mean: Tensor, variance: Tensor, factor: Tensor) -> "LowRankGaussian":
+        """A fixed ``N(mean, factor factor^T + diag(variance))`` (e.g. SWAG)."""
+        q = cls(mean.numel(), rank=factor.shape[1])
+        with torch.no_grad():
+            q.loc.copy_(mean)
+            q.cov_factor.copy_(factor)
+        q._set_std(variance.clamp_min(MIN_STD**2).sqrt())
+        return q
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, rank={self.rank}"
@@ -269,9 +337,23 @@ class FullGaussian(GaussianPosterior):
     def variance(self) -> Tensor:
         return self.scale_tril.pow(2).sum(1)
 
+    def covariance_factor(self) -> Tensor:
+        return self.scale_tril
+
     def covariance_matrix(self) -> Tensor:
         L = self.scale_tril
         return L @ L.T
+
+    @classmethod
+    def from_moments(cls, mean: Tensor, covariance: Tensor) -> "FullGaussian":
+        """A fixed ``N(mean, covariance)`` (e.g. a full Laplace approximation)."""
+        q = cls(mean.numel())
+        L = torch.linalg.cholesky(covariance.double()).to(mean.dtype)
+        with torch.no_grad():
+            q.loc.copy_(mean)
+            q.tril.copy_(torch.tril(L, diagonal=-1))
+            q.raw_diag.copy_(_inverse_positive(L.diagonal()))
+        return q
 
 
 class PointMass(GaussianPosterior):
@@ -297,8 +379,19 @@ class PointMass(GaussianPosterior):
     def covariance_matrix(self) -> Tensor:
         return torch.zeros(self.dim, self.dim, dtype=self.loc.dtype, device=self.loc.device)
 
+    def spectrum(self) -> Tensor:
+        return torch.zeros(self.dim, dtype=torch.float64)
+
     def kl_to_prior(self, prior_std: float) -> Tensor:
         return 0.5 * self.loc.pow(2).sum() / float(prior_std) ** 2
+
+    @classmethod
+    def from_mean(cls, mean: Tensor) -> "PointMass":
+        """A point mass at ``mean``."""
+        q = cls(mean.numel())
+        with torch.no_grad():
+            q.loc.copy_(mean)
+        return q
 
 
 def make_posterior(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["mc_probabilities", "uncertainty_decomposition", "entropy"]
+__all__ = ["mc_probabilities", "glm_probabilities", "linearised_sample_probs", "uncertainty_decomposition", "entropy"]
 
 
 def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -60,4 +60,58 @@ def mc_probabilities(module: torch.nn.Module, batches: Iterable[dict[str, Tensor
     ndarray of shape (S, N, C), float64
     """
     out = [torch.softmax(module(**batch, theta=theta).double(), dim=-1).cpu() for batch in batches]
+    return torch.cat(out, dim=1).numpy()
+
+
+def linearised_sample_probs(mean_logits: Tensor, logit_cov: Tensor, eps: Tensor) -> Tensor:
+    """Softmax of logit-space samples ``f_mu + (J Sigma J^T)^{1/2} eps``.
+
+    The symmetric square root comes from an eigendecomposition, so a singular
+    (e.g. zero) logit covariance needs no jitter.
+
+    Parameters
+    ----------
+    mean_logits : Tensor of shape (N, C)
+    logit_cov : Tensor of shape (N, C, C)
+    eps : Tensor of shape (S, N, C), standard normal
+
+    Returns
+    -------
+    Tensor of shape (S, N, C)
+    """
+    evals, evecs = torch.linalg.eigh(logit_cov.double())
+    L = (evecs * evals.clamp_min(0.0).sqrt()[:, None, :]) @ evecs.transpose(1, 2)  # (N, C, C)
+    logits = mean_logits.double() + torch.einsum("nij,snj->sni", L, eps.double().to(L.device))
+    return torch.softmax(logits, dim=-1)
+
+
+def glm_probabilities(module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior, eps: Tensor) -> np.ndarray:
+    """Linearised (GLM) predictive: per-draw probabilities from logit-space samples.
+
+    ``f(x; theta) ~ f(x; mu) + J(x) (theta - mu)`` gives Gaussian logits
+    ``N(f(x; mu), J Sigma J^T)``; ``J Sigma J^T`` uses the posterior's structure
+    (never a dense ``D x D`` where it has a factor). The cost is one forward and
+    ``C`` backward passes per batch, whatever the number of samples.
+
+    Parameters
+    ----------
+    module : SubspaceClassifierModule
+    batches : iterable of dict, tokenised and on the module's device, in order
+    posterior : GaussianPosterior
+    eps : Tensor of shape (S, N_total, C)
+        Standard normal noise for all inputs (fixed per call, so batching does not matter).
+
+    Returns
+    -------
+    ndarray of shape (S, N_total, C), float64
+    """
+    out, start = [], 0
+    mean = posterior.mean.detach()
+    for batch in batches:
+        logits, J = module.logit_jacobians(batch, mean)
+        with torch.no_grad():
+            cov = posterior.quadratic_form(J.double())
+            n = logits.shape[0]
+            out.append(linearised_sample_probs(logits, cov, eps[:, start : start + n]).cpu())
+        start += n
     return torch.cat(out, dim=1).numpy()

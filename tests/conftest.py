@@ -28,7 +28,7 @@ def tiny_bert_config(vocab_size: int = 128):
     from transformers import BertConfig
 
     return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=128)
+                      intermediate_size=64, max_position_embeddings=512)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,124 @@
+"""SWAG over the subspace cores (B-LoRA-XS): snapshot moments -> low-rank + diagonal Gaussian.
+
+After a burn-in of MAP training, snapshots ``theta_1..theta_n`` are collected at a constant
+learning rate. With the mean ``mu = (1/n) sum_k theta_k``, the second moment
+``s = (1/n) sum_k theta_k^2`` and the deviations of the last ``K`` snapshots
+``D = [theta_k - mu]`` (a ``D x K`` matrix), the posterior is
+
+.. math::
+
+    q(theta) = N(mu, scale * [ 1/2 diag(s - mu^2) + 1/2 D D^T / (K - 1) ]).
+
+Reference: Maddox et al., "A Simple Baseline for Bayesian Uncertainty in Deep
+Learning", NeurIPS 2019, arXiv:1902.02476; Onal et al. (B-LoRA-XS), arXiv:2502.12122.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import torch
+from skorch.callbacks import Callback
+from torch import Tensor
+
+from ..posteriors import DiagGaussian, GaussianPosterior, LowRankGaussian
+
+__all__ = ["SWAGMoments", "SWAGCollector"]
+
+
+class SWAGMoments:
+    """Running first and second moments of snapshots, and the last ``max_snapshots`` of them.
+
+    Parameters
+    ----------
+    max_snapshots : int, default=20
+        ``K``, the number of recent snapshots kept for the deviation matrix.
+    """
+
+    def __init__(self, max_snapshots: int = 20):
+        if max_snapshots < 1:
+            raise ValueError(f"swag_max_snapshots must be >= 1; got {max_snapshots}.")
+        self.max_snapshots = int(max_snapshots)
+        self.n = 0
+        self.mean: Tensor | None = None
+        self.sq_mean: Tensor | None = None
+        self.recent: deque[Tensor] = deque(maxlen=self.max_snapshots)
+
+    def update(self, theta: Tensor) -> None:
+        """Add one snapshot ``theta`` of shape (D,)."""
+        theta = theta.detach().to("cpu", torch.float64).clone()
+        if self.mean is None:
+            self.mean, self.sq_mean = torch.zeros_like(theta), torch.zeros_like(theta)
+        self.n += 1
+        self.mean += (theta - self.mean) / self.n
+        self.sq_mean += (theta.pow(2) - self.sq_mean) / self.n
+        self.recent.append(theta)
+
+    def diagonal_variance(self) -> Tensor:
+        """``s - mu^2`` (clamped at 0 against round-off)."""
+        return (self.sq_mean - self.mean.pow(2)).clamp_min(0.0)
+
+    def deviations(self) -> Tensor:
+        """``D``: the last ``K`` snapshots minus the mean, shape (D, K)."""
+        return torch.stack(list(self.recent), dim=1) - self.mean[:, None]
+
+    def covariance_matrix(self, scale: float = 1.0) -> Tensor:
+        """Dense SWAG covariance (small ``D`` only; for checks)."""
+        dev = self.deviations()
+        k = dev.shape[1]
+        low = dev @ dev.T / max(k - 1, 1)
+        return scale * (0.5 * torch.diag(self.diagonal_variance()) + 0.5 * low)
+
+    def posterior(self, scale: float = 1.0, dtype: torch.dtype = torch.float32) -> GaussianPosterior:
+        """The SWAG Gaussian as a posterior object (diagonal if fewer than 2 snapshots)."""
+        if self.n == 0:
+            raise RuntimeError(
+                "SWAG collected no snapshot: make max_epochs larger than swag_start "
+                "(collection runs from epoch swag_start to the end)."
+            )
+        var = 0.5 * scale * self.diagonal_variance()
+        if len(self.recent) < 2:
+            return DiagGaussian.from_moments(self.mean.to(dtype), var.to(dtype))
+        factor = self.deviations() * math.sqrt(0.5 * scale / (len(self.recent) - 1))
+        return LowRankGaussian.from_moments(self.mean.to(dtype), var.to(dtype), factor.to(dtype))
+
+
+class SWAGCollector(Callback):
+    """skorch callback: collect ``theta`` snapshots from epoch ``start_epoch`` on.
+
+    ``max_snapshots`` snapshots are spread evenly over the training steps of the
+    collection phase; the learning rate of the cores is switched to ``lr`` (if
+    given) when collection starts, and kept constant.
+
+    Parameters
+    ----------
+    start_epoch : int
+        0-based epoch at which collection starts (the burn-in is ``start_epoch`` epochs).
+    max_snapshots : int, default=20
+    lr : float, optional
+        Constant learning rate of the cores during collection.
+    """
+
+    def __init__(self, start_epoch: int, max_snapshots: int = 20, lr: float | None = None):
+        self.start_epoch = start_epoch
+        self.max_snapshots = max_snapshots
+        self.lr = lr
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.moments_ = SWAGMoments(self.max_snapshots)
+        steps_per_epoch = max(1, math.ceil(len(X) / net.batch_size)) if X is not None else 1
+        remaining = max(1, net.max_epochs - max(self.start_epoch, len(net.history)))
+        self.interval_ = max(1, (remaining * steps_per_epoch) // self.max_snapshots)
+        self.step_ = 0
+
+    def on_epoch_begin(self, net, **kwargs):
+        if self.lr is not None and len(net.history) - 1 == self.start_epoch:
+            net.optimizer_.param_groups[0]["lr"] = self.lr
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if not training or len(net.history) - 1 < self.start_epoch:
+            return
+        self.step_ += 1
+        if self.step_ % self.interval_ == 0:
+            self.moments_.update(net.module_.posterior.mean)
