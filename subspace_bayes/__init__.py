@@ -7,6 +7,7 @@ from .estimator import BayesianSubspaceClassifier, NonFiniteLossError
 from .metrics import brier_score, expected_calibration_error, negative_log_likelihood
 from .posteriors import DiagGaussian, FullGaussian, GaussianPosterior, LowRankGaussian, PointMass
 from .projections import Projection, make_projection
+from .serialization import load_adapter, save_adapter
 
 try:
     __version__ = version("subspace-bayes")
@@ -29,5 +30,7 @@ __all__ = [
     "expected_calibration_error",
     "negative_log_likelihood",
     "brier_score",
+    "save_adapter",
+    "load_adapter",
     "__version__",
 ]

@@ -99,6 +99,12 @@ def check_labels(y: Any, n_samples: int) -> np.ndarray:
     """Return ``y`` as a 1-D object/array of hashable labels with ``n_samples`` entries."""
     if y is None:
         raise ValueError("y is required: this is a supervised classifier.")
+    if isinstance(y, (list, tuple)):
+        kinds = {"number" if isinstance(v, (numbers.Number, np.number)) else type(v).__name__ for v in y}
+        if len(kinds) > 1:
+            raise TypeError(
+                f"Labels must be mutually comparable (all strings, or all numbers); got mixed types {sorted(kinds)}."
+            )
     arr = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +28,7 @@ from .module import SubspaceClassifierModule
 from .posteriors import Covariance, FullGaussian, LowRankGaussian, PointMass
 from .predictive import glm_probabilities, mc_probabilities, uncertainty_decomposition
 from .projections import needs_input_moments, parse_projection
+from .serialization import EpochCheckpoint, read_checkpoint
 from .text import TextCollator, TextDataset, TextInputs, coerce_texts
 
 __all__ = ["BayesianSubspaceClassifier", "NonFiniteLossError", "resolve_device"]
@@ -49,6 +52,28 @@ def _valid_device(d: Any) -> bool:
         return True
     torch.device(d)  # raises on nonsense
     return True
+
+
+def _sorted_labels(labels: np.ndarray) -> np.ndarray:
+    try:
+        return np.unique(labels)
+    except TypeError:
+        raise TypeError(
+            "Labels must be mutually comparable (all strings, or all numbers); got mixed types "
+            f"{sorted({type(v).__name__ for v in labels.tolist()})}."
+        ) from None
+
+
+def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Indices of ``labels`` in ``classes``; unseen labels are an error."""
+    lookup = {v: i for i, v in enumerate(classes.tolist())}
+    unseen = sorted({repr(v) for v in labels.tolist() if v not in lookup})
+    if unseen:
+        raise ValueError(
+            f"y holds labels {', '.join(unseen[:5])} that are not among the fitted classes {classes.tolist()}; "
+            "refit from scratch (warm_start=False) or pass classes=... to the first partial_fit."
+        )
+    return np.fromiter((lookup[v] for v in labels.tolist()), dtype=np.int64, count=len(labels))
 
 
 def _spec_of(posterior) -> tuple[str | None, int]:
@@ -157,6 +182,9 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     patience : int or None, default=None
         With ``validation_fraction > 0``: stop after this many epochs without a
         better ``valid_loss`` and restore the best epoch.
+    checkpoint_dir : str or None, default=None
+        Folder for a checkpoint written after every epoch; a fit that finds one
+        there resumes from it. Give each concurrent fit its own folder.
     device : str, default="auto"
         ``"auto"`` picks CUDA when available.
     random_state : int, RandomState or None, default=None
@@ -213,6 +241,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "weight_decay": [Interval("real", 0, None)],
         "validation_fraction": [Interval("real", 0, 1, closed="left")],
         "patience": [Options((None,)), Interval("int", 1, None)],
+        "checkpoint_dir": [Options((None,)), Custom(lambda v: isinstance(v, (str, os.PathLike)), "a folder path")],
         "device": [Custom(_valid_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
         "random_state": [Options((None,)), Interval("int", 0, 2**32 - 1),
                          Custom(lambda v: isinstance(v, np.random.RandomState), "a numpy RandomState")],
@@ -249,6 +278,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         weight_decay: float = 0.1,
         validation_fraction: float = 0.0,
         patience: int | None = None,
+        checkpoint_dir: str | None = None,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
@@ -286,6 +316,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
 
     # ------------------------------------------------------------------ sklearn
@@ -319,6 +350,10 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> "BayesianSubspaceClassifier":
         """Fit the posterior over the subspace cores (and the head) on texts ``X`` with labels ``y``.
 
+        With ``checkpoint_dir`` set, a checkpoint is written after every epoch and a
+        fit that finds one there resumes from it (same final state as an
+        uninterrupted run with the same ``random_state``).
+
         Parameters
         ----------
         X : list, ndarray, pandas Series of str; sequence of 2-tuples or 2-column DataFrame for pairs
@@ -331,39 +366,110 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         -------
         self
         """
+        return self._fit(X, y, sample_weight, fresh=not (self.warm_start and self.initialized_), **fit_params)
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, sample_weight: Any = None,
+                    **fit_params: Any) -> "BayesianSubspaceClassifier":
+        """Train ``max_epochs`` more epochs without re-initialising (initialises on the first call).
+
+        Parameters
+        ----------
+        X, y, sample_weight : as in :meth:`fit`
+        classes : array-like, optional
+            All labels that will ever be seen (first call only); labels outside
+            ``classes_`` in later calls are an error.
+        """
+        return self._fit(X, y, sample_weight, fresh=not self.initialized_, classes=classes, **fit_params)
+
+    def _fit(self, X, y, sample_weight, *, fresh: bool, classes: Any = None, **fit_params):
         self._validate_hyperparameters()
         inputs = coerce_texts(X)
         labels = check_labels(y, len(inputs))
         weights = check_sample_weight(sample_weight, len(inputs))
-        classes, y_enc = np.unique(labels, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y has a single class ({classes[0]!r}); a classifier needs at least two classes."
-            )
-        if self.warm_start and self.initialized_ and not np.array_equal(classes, self.classes_):
-            raise ValueError(
-                f"warm_start fit got classes {classes.tolist()} but the model was fitted on "
-                f"{self.classes_.tolist()}; refit with warm_start=False."
-            )
-        if not (self.warm_start and self.initialized_):
+        if fresh:
+            self.classes_inferred_ = _sorted_labels(labels if classes is None else np.asarray(classes))
+            if len(self.classes_inferred_) < 2:
+                raise ValueError(
+                    f"y has a single class ({self.classes_inferred_[0]!r}); a classifier needs at least two classes."
+                )
             rng = check_random_state(self.random_state)
             self.seed_, self.predict_seed_ = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        self.classes_inferred_ = classes
+        y_enc = _encode(labels, self.classes_inferred_)
         self.n_train_ = len(inputs)
-        self._fit_inputs_ = inputs  # read by initialize_module (whitened SVD), then dropped
-        if self.warm_start and self.initialized_ and self.posterior in ("swag", "laplace"):
+        dataset = TextDataset(inputs, y_enc, weights)
+        epochs = self.max_epochs
+        if fresh:
+            self._fit_inputs_ = inputs  # read by initialize_module (whitened SVD), then dropped
+            try:
+                self.initialize()
+            finally:
+                self._fit_inputs_ = None
+            epochs -= self._resume_from_checkpoint()
+        elif self.posterior in ("swag", "laplace"):
+            # Continue from the posterior mean as a point estimate; the approximation is rebuilt.
             self._set_posterior(PointMass.from_mean(self.module_.posterior.mean.detach()))
             self.initialize_optimizer()
-        dataset = TextDataset(inputs, y_enc, weights)
-        try:
-            super().fit(dataset, y_enc.astype(np.int64), **fit_params)
-        finally:
-            self._fit_inputs_ = None
+        if epochs > 0:
+            NeuralNetClassifier.partial_fit(self, dataset, y_enc, epochs=epochs, **fit_params)
         if self.posterior == "swag":
             self._set_posterior(dict(self.callbacks_)["swag"].moments_.posterior(self.swag_scale))
         elif self.posterior == "laplace":
             self._fit_laplace(dataset)
         return self
+
+    _CHECKPOINT_KEYS = ("backbone", "rank", "projection", "posterior", "covariance", "cov_rank", "max_epochs",
+                        "batch_size", "random_state")
+
+    def _training_state(self) -> dict:
+        """Everything needed to continue training exactly where it stopped (for checkpoints)."""
+        state = {
+            "settings": {k: repr(getattr(self, k)) for k in self._CHECKPOINT_KEYS},
+            "classes": repr(self.classes_.tolist()),
+            "n_train": self.n_train_,
+            "module": {k: v.detach().cpu() for k, v in self.module_.adapter_state_dict().items()},
+            "optimizer": self.optimizer_.state_dict(),
+            "train_generator": self.train_generator_.get_state(),
+            "shuffle_generator": self.shuffle_generator_.get_state(),
+            # JSON keeps the checkpoint loadable with torch.load(weights_only=True).
+            "history": json.dumps(list(self.history), default=lambda v: v.item() if hasattr(v, "item") else str(v)),
+        }
+        swag = dict(self.callbacks_).get("swag")
+        if swag is not None:
+            state["swag"] = swag.state_dict()
+        return state
+
+    def _resume_from_checkpoint(self) -> int:
+        """Restore the checkpoint in ``checkpoint_dir`` if any; return the number of epochs it holds."""
+        if self.checkpoint_dir is None:
+            return 0
+        state = read_checkpoint(self.checkpoint_dir)
+        if state is None:
+            return 0
+        ours = {k: repr(getattr(self, k)) for k in self._CHECKPOINT_KEYS}
+        if state["settings"] != ours or state["classes"] != repr(self.classes_.tolist()) \
+                or state["n_train"] != self.n_train_:
+            raise ValueError(
+                f"The checkpoint in {self.checkpoint_dir!r} belongs to a different fit (other data or settings); "
+                "delete it or choose another checkpoint_dir."
+            )
+        from skorch.history import History
+
+        self.module_.load_state_dict(state["module"], strict=False)
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.train_generator_.set_state(state["train_generator"])
+        self.shuffle_generator_.set_state(state["shuffle_generator"])
+        self.history_ = History(json.loads(state["history"]))
+        if "swag" in state:
+            dict(self.callbacks_)["swag"].load_state_dict(state["swag"])
+        if self.verbose:
+            print(f"Resuming from the checkpoint in {self.checkpoint_dir} after epoch {len(self.history)}.")
+        return len(self.history)
+
+    def save_adapter(self, path: str | os.PathLike):
+        """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
+        from .serialization import save_adapter
+
+        return save_adapter(self, path)
 
     def _set_posterior(self, posterior) -> None:
         """Install a posterior object over theta (after SWAG / Laplace) and remember its structure."""
@@ -373,7 +479,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     def _fit_laplace(self, dataset: TextDataset) -> None:
         """Post-hoc Laplace at the MAP cores: GGN over the training data, prior precision by evidence."""
         self.module_.eval()
-        loader = DataLoader(dataset, batch_size=self.batch_size, collate_fn=TextCollator(self.tokenizer_, self.max_length))
+        loader = DataLoader(dataset, batch_size=self.batch_size, collate_fn=self._collator())
         batches = ({**{k: to_device(v, self.device_) for k, v in X.items() if k != "sample_weight"}, "labels": y}
                    for X, y in loader)
         mean = self.module_.posterior.mean.detach()
@@ -399,6 +505,9 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     def check_data(self, X, y):
         # classes_ are set from the original labels in fit, not from encoded y.
         pass
+
+    def _collator(self) -> TextCollator:
+        return TextCollator(self.tokenizer_, self.max_length)
 
     def _make_generators(self) -> None:
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
@@ -444,7 +553,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         names = find_target_modules(backbone, self.target_modules)
         idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
         loader = DataLoader(TextDataset(inputs.subset(idx)), batch_size=self.batch_size,
-                            collate_fn=TextCollator(self.tokenizer_, self.max_length))
+                            collate_fn=self._collator())
         return collect_input_moments(backbone, names, (X for X, _ in loader))
 
     def initialize_criterion(self):
@@ -479,6 +588,8 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         if self.posterior == "swag":
             start = self.max_epochs // 2 if self.swag_start is None else self.swag_start
             extra.append(("swag", SWAGCollector(start, self.swag_max_snapshots, self.swag_lr)))
+        if self.checkpoint_dir is not None:
+            extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir)))
         if isinstance(self.verbose, int) and self.verbose > 1:
             extra.append(("print_log", PrintLog()))
         self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
@@ -495,7 +606,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
         kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
+        kwargs.setdefault("collate_fn", self._collator())
         if training:
             kwargs.setdefault("shuffle", True)
             kwargs.setdefault("generator", self.shuffle_generator_)
@@ -514,9 +625,9 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         loss = self.criterion_(y_pred, y_true, weight)
         if training and not torch.isfinite(loss):
             epoch = len(self.history)
-            batch = len(self.history[-1]["batches"]) if len(self.history) else 0
+            batch = len(self.history[-1]["batches"]) if len(self.history) else 1  # the current batch's row exists
             raise NonFiniteLossError(
-                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch + 1}. "
+                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch}. "
                 f"Lower the learning rate (lr={self.lr}, head_lr={self.head_lr}) or check the inputs."
             )
         return loss
@@ -550,7 +661,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.check_is_fitted()
         inputs = coerce_texts(X)
         loader = DataLoader(TextDataset(inputs), batch_size=self.batch_size,
-                            collate_fn=TextCollator(self.tokenizer_, self.max_length))
+                            collate_fn=self._collator())
         if self.verbose and len(loader) > 20:
             from tqdm.auto import tqdm
 
@@ -631,8 +742,11 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     def __setstate__(self, state: dict) -> None:
         adapter_state = state.pop("adapter_state_", None)
         self.__dict__.update(state)
-        if adapter_state is None:
-            return
+        if adapter_state is not None:
+            self._attach(adapter_state)
+
+    def _attach(self, adapter_state: dict) -> None:
+        """Re-load the backbone by name and put the saved learned tensors around it."""
         self.device_ = resolve_device(self.device)
         self.tokenizer_ = load_tokenizer(self.backbone)
         # Bases are restored from the saved buffers, so the projection need not be
@@ -642,10 +756,25 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
             module = self._build_module(spec=self.posterior_spec_)
         finally:
             self.projection = projection
-        missing = module.load_state_dict(adapter_state, strict=False)
-        if missing.unexpected_keys:
-            raise ValueError(f"Saved adapter state has unexpected keys {missing.unexpected_keys[:5]}.")
-        self.module_ = module.to(self.device_)
+        expected = set(module.adapter_state_dict())
+        if set(adapter_state) != expected:
+            raise ValueError(
+                "The saved adapter does not fit this backbone/configuration: "
+                f"missing {sorted(expected - set(adapter_state))[:3]}, unexpected {sorted(set(adapter_state) - expected)[:3]}."
+            )
+        try:
+            module.load_state_dict(adapter_state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"The saved adapter does not fit this backbone: {exc}") from None
+        with self._current_init_context("module"):
+            self.module_ = module.to(self.device_)
         self._make_generators()
-        self.initialize_criterion()
-        self.initialize_optimizer()
+        with self._current_init_context("criterion"):
+            self.initialize_criterion()
+        with self._current_init_context("optimizer"):
+            self.initialize_optimizer()
+        if getattr(self, "callbacks_", None) is None:
+            self.initialize_callbacks()
+        if self.history_ is None:
+            self.initialize_history()
+        self.initialized_ = True

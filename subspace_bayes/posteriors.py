@@ -32,7 +32,6 @@ __all__ = [
     "FullGaussian",
     "PointMass",
     "make_posterior",
-    "inverse_softplus",
 ]
 
 #: Smallest standard deviation a softplus-parameterised scale can take.
@@ -45,11 +44,6 @@ class Covariance(str, Enum):
     DIAG = "diag"
     LOWRANK = "lowrank"
     FULL = "full"
-
-
-def inverse_softplus(y: float) -> float:
-    """Return ``x`` with ``softplus(x) = y`` (``y > 0``)."""
-    return y + math.log(-math.expm1(-y))
 
 
 def _positive(raw: Tensor) -> Tensor:
@@ -185,7 +179,7 @@ class DiagGaussian(GaussianPosterior):
 
     def __init__(self, dim: int, init_std: float = 0.05, generator: torch.Generator | None = None):
         super().__init__(dim)
-        self.raw_std = nn.Parameter(torch.full((self.dim,), inverse_softplus(init_std - MIN_STD)))
+        self.raw_std = nn.Parameter(_inverse_positive(torch.full((self.dim,), float(init_std))))
 
     @property
     def std(self) -> Tensor:
@@ -314,7 +308,7 @@ class FullGaussian(GaussianPosterior):
 
     def __init__(self, dim: int, init_std: float = 0.05, generator: torch.Generator | None = None):
         super().__init__(dim)
-        self.raw_diag = nn.Parameter(torch.full((self.dim,), inverse_softplus(init_std - MIN_STD)))
+        self.raw_diag = nn.Parameter(_inverse_positive(torch.full((self.dim,), float(init_std))))
         self.tril = nn.Parameter(torch.zeros(self.dim, self.dim))
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -156,6 +157,24 @@ class TextCollator:
     def __init__(self, tokenizer: Any, max_length: int):
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
+        self.warned = False
+
+    def _warn_if_truncated(self, first: list[str], second: list[str] | None, lengths: Tensor) -> None:
+        """One warning per collator when an input is longer than ``max_length`` tokens."""
+        full = [i for i, n in enumerate(lengths.tolist()) if n >= self.max_length]
+        if self.warned or not full:
+            return
+        pick = lambda xs: None if xs is None else [xs[i] for i in full]  # noqa: E731
+        untruncated = self.tokenizer(pick(first), pick(second), truncation=False)["input_ids"]
+        longest = max(len(ids) for ids in untruncated)
+        if longest > self.max_length:
+            self.warned = True
+            warnings.warn(
+                f"Some inputs are longer than max_length={self.max_length} tokens (up to {longest}) and are "
+                "truncated; raise max_length to keep them whole (this warning is shown once).",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def __call__(self, batch: list[tuple[dict, Any]]) -> tuple[dict[str, Tensor], Tensor]:
         items = [b[0] for b in batch]
@@ -170,6 +189,7 @@ class TextCollator:
             return_tensors="pt",
         )
         X = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        self._warn_if_truncated(first, second, X["attention_mask"].sum(1))
         if "sample_weight" in items[0]:
             X["sample_weight"] = torch.tensor([float(it["sample_weight"]) for it in items])
         y = torch.as_tensor(np.asarray([b[1] for b in batch], dtype=np.int64))

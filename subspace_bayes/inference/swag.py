@@ -106,11 +106,28 @@ class SWAGCollector(Callback):
         self.lr = lr
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        restored = getattr(self, "restored_", None)
+        self.restored_ = None
+        if restored is not None:  # resuming from a checkpoint: keep what was collected
+            self.moments_, self.interval_, self.step_ = restored
+            return
         self.moments_ = SWAGMoments(self.max_snapshots)
         steps_per_epoch = max(1, math.ceil(len(X) / net.batch_size)) if X is not None else 1
-        remaining = max(1, net.max_epochs - max(self.start_epoch, len(net.history)))
-        self.interval_ = max(1, (remaining * steps_per_epoch) // self.max_snapshots)
+        collection_epochs = max(1, net.max_epochs - self.start_epoch)
+        self.interval_ = max(1, (collection_epochs * steps_per_epoch) // self.max_snapshots)
         self.step_ = 0
+
+    def state_dict(self) -> dict:
+        """Collected moments and counters (for checkpoints)."""
+        m = self.moments_
+        return {"n": m.n, "mean": m.mean, "sq_mean": m.sq_mean, "recent": list(m.recent),
+                "interval": self.interval_, "step": self.step_}
+
+    def load_state_dict(self, state: dict) -> None:
+        m = SWAGMoments(self.max_snapshots)
+        m.n, m.mean, m.sq_mean = state["n"], state["mean"], state["sq_mean"]
+        m.recent.extend(state["recent"])
+        self.restored_ = (m, state["interval"], state["step"])
 
     def on_epoch_begin(self, net, **kwargs):
         if self.lr is not None and len(net.history) - 1 == self.start_epoch:
