@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow docs install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 # Slow tests on the real bundled MiniLM backbone (minutes on 2 CPU cores).
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m slow -q -s $(ARGS) || [ $$? -eq 5 ]
+
+# The documentation site (strict: any warning fails), built into site/.
+docs: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -187,6 +187,10 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         there resumes from it. Give each concurrent fit its own folder.
     device : str, default="auto"
         ``"auto"`` picks CUDA when available.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Autocast precision of the frozen backbone's forward pass; ``theta``, its
+        posterior, the KL and the head always stay in float32. ``"bf16"`` is the
+        recommended reduced precision (``"fp16"`` has no loss scaling).
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling, the validation split and every draw of
         ``theta``.
@@ -243,6 +247,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "patience": [Options((None,)), Interval("int", 1, None)],
         "checkpoint_dir": [Options((None,)), Custom(lambda v: isinstance(v, (str, os.PathLike)), "a folder path")],
         "device": [Custom(_valid_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
+        "precision": [Options(("fp32", "bf16", "fp16"))],
         "random_state": [Options((None,)), Interval("int", 0, 2**32 - 1),
                          Custom(lambda v: isinstance(v, np.random.RandomState), "a numpy RandomState")],
     }
@@ -280,6 +285,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         patience: int | None = None,
         checkpoint_dir: str | None = None,
         device: str = "auto",
+        precision: str = "fp32",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
         **kwargs: Any,
@@ -317,6 +323,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.checkpoint_dir = checkpoint_dir
+        self.precision = precision
         self.random_state = random_state
 
     # ------------------------------------------------------------------ sklearn
@@ -522,7 +529,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
             backbone = load_backbone(self.backbone)
-            return SubspaceClassifierModule(
+            module = SubspaceClassifierModule(
                 backbone,
                 len(self.classes_inferred_),
                 rank=self.rank,
@@ -535,6 +542,8 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
                 generator=torch.Generator().manual_seed(self.seed_),
                 input_moments=input_moments,
             )
+            module.precision = self.precision
+            return module
 
     def initialize_module(self):
         self.tokenizer_ = load_tokenizer(self.backbone)
@@ -613,6 +622,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         return DataLoader(dataset, **kwargs)
 
     def infer(self, x, **fit_params):
+        self.module_.precision = self.precision  # follows set_params after fitting
         x = {k: v for k, v in to_tensor(x, device=self.device_).items() if k != "sample_weight"}
         if self.module_.training:
             return self.module_(**x, n_samples=self.n_train_samples, generator=self.train_generator_, **fit_params)
@@ -667,6 +677,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
 
             loader = tqdm(loader, desc="predict", unit="batch", leave=False)
         self.module_.eval()
+        self.module_.precision = self.precision  # follows set_params after fitting
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
         posterior = self.module_.posterior
         if self.predictive == "glm" and not isinstance(posterior, PointMass):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -14,6 +15,7 @@ from .posteriors import GaussianPosterior, make_posterior
 __all__ = ["SubspaceClassifierModule"]
 
 _ADAPTER_BUFFERS = (".lora_A", ".lora_B")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class SubspaceClassifierModule(nn.Module):
@@ -82,6 +84,9 @@ class SubspaceClassifierModule(nn.Module):
         config = backbone.config
         self.pooling = default_pooling(config.model_type) if pooling == "auto" else pooling
         self.head = nn.Linear(config.hidden_size, n_classes)
+        #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
+        #: the KL and the head stay in float32.
+        self.precision = "fp32"
 
     @property
     def adapters(self) -> list[ProjectedLinear]:
@@ -108,9 +113,11 @@ class SubspaceClassifierModule(nn.Module):
             fold = lambda t: t.repeat(S, *([1] * (t.dim() - 1)))  # noqa: E731 - (N, T) -> (S*N, T)
         inputs = {k: fold(v) for k, v in inputs.items() if v is not None}
         mask = fold(attention_mask)
-        with self.bank.bind(theta):
+        dtype = PRECISIONS[self.precision]
+        autocast = nullcontext() if dtype is None else torch.autocast(input_ids.device.type, dtype=dtype)
+        with self.bank.bind(theta), autocast:
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
-        return pool(hidden, mask, self.pooling)
+        return pool(hidden.float(), mask, self.pooling)
 
     def paired_logits(self, batch: dict[str, Tensor], thetas: Tensor) -> Tensor:
         """Logits ``(N, C)`` with draw ``thetas[i]`` applied to input ``i`` only."""

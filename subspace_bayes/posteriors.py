@@ -64,9 +64,12 @@ class GaussianPosterior(nn.Module):
     dim : int
         ``D``, the number of core entries over all adapted layers.
 
-    Subclasses implement :meth:`_colour` (map standard noise to ``Sigma^{1/2}``-
-    coloured noise), :meth:`_noise_dim`, :meth:`trace_covariance`,
-    :meth:`logdet_covariance` and :meth:`covariance_matrix`.
+    Notes
+    -----
+    A family implements ``_colour`` (standard noise to noise with covariance
+    ``Sigma``), ``_noise_dim``, ``trace_covariance``, ``logdet_covariance`` and
+    ``covariance_matrix``; sampling, KL, the logit quadratic form and the
+    spectrum are shared.
     """
 
     def __init__(self, dim: int):

@@ -1,6 +1,7 @@
 """BayesianSubspaceClassifier on the tiny random backbone: API, sklearn integration, persistence."""
 
 import joblib
+import torch
 import numpy as np
 import pandas as pd
 import pytest
@@ -233,3 +234,17 @@ class TestErrors:
             clf.fit([], [])
         with pytest.raises(ValueError, match="exactly 2"):
             clf.fit([("a", "b", "c"), ("d", "e", "f")], [0, 1])
+
+
+def test_bf16_autocast_on_cpu_keeps_theta_in_fp32(tiny_bert_dir, toy_data, toy_test):
+    kw = tiny_kwargs(tiny_bert_dir, max_epochs=3)
+    ref = BayesianSubspaceClassifier(**kw).fit(*toy_data)
+    bf16 = BayesianSubspaceClassifier(**kw, precision="bf16").fit(*toy_data)
+    assert all(p.dtype == torch.float32 for p in bf16.module_.posterior.parameters())
+    assert np.isfinite(bf16.history[:, "train_loss"]).all()
+    p_ref, p_bf16 = ref.predict_proba(toy_test[0]), bf16.predict_proba(toy_test[0])
+    assert p_bf16.dtype == np.float64 and np.abs(p_ref - p_bf16).max() < 0.1
+    # Switching precision after fitting applies to prediction.
+    ref.set_params(precision="bf16")
+    assert np.abs(ref.predict_proba(toy_test[0]) - p_ref).max() < 0.05
+    ref.set_params(precision="fp32")

@@ -1,0 +1,194 @@
+"""Cost of the Bayesian variants relative to MAP, every figure a ratio measured side by side in one run.
+
+    python benchmarks/cost.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/cost.py --quick    # about 2 minutes
+
+Prints a Markdown table and writes it to docs/cost.md (and JSON to benchmarks/results/cost.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from subspace_bayes import BayesianSubspaceClassifier
+from subspace_bayes.datasets import load_sst2
+from subspace_bayes.predictive import mc_probabilities
+from subspace_bayes.text import TextDataset, coerce_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def fit_seconds(X, y, **kw):
+    clf = BayesianSubspaceClassifier(verbose=0, random_state=0, **kw)
+    _, seconds = timed(lambda: clf.fit(X, y))
+    return clf, seconds
+
+
+def peak_rss_mb(posterior: str, n: int, epochs: int) -> float:
+    """Peak resident memory of a fresh process that fits one model (backbone included)."""
+    code = (
+        "import resource, subspace_bayes as sb\n"
+        "from subspace_bayes.datasets import load_sst2\n"
+        f"X, y = load_sst2('train', n={n})\n"
+        f"sb.BayesianSubspaceClassifier(posterior='{posterior}', max_epochs={epochs}, verbose=0, random_state=0).fit(X, y)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def batches_of(clf, X):
+    loader = torch.utils.data.DataLoader(TextDataset(coerce_texts(X)), batch_size=clf.batch_size,
+                                         collate_fn=clf._collator())
+    return [Xi for Xi, _ in loader]
+
+
+def predict_costs(clf, X, sample_counts):
+    """Seconds of predict for batched (folded) draws vs one pass per draw, per S."""
+    batches = batches_of(clf, X)
+    module = clf.module_.eval()
+    rows = []
+    for S in sample_counts:
+        theta = clf._predictive_theta(S)
+        _, folded = timed(lambda: mc_probabilities(module, batches, theta))
+        _, separate = timed(lambda: [mc_probabilities(module, batches, theta[s : s + 1]) for s in range(S)])
+        rows.append({"S": S, "batched_s": folded, "separate_s": separate, "ratio": folded / separate})
+    return rows
+
+
+def profile_forward(clf, X, S: int) -> dict[str, float]:
+    """Where the time of one folded forward goes: embeddings, adapters' extra work, the rest of the encoder."""
+    module = clf.module_.eval()
+    spent = {"embeddings": 0.0, "adapter (B R A path)": 0.0, "head and pooling": 0.0}
+    starts: dict[int, float] = {}
+
+    def pre(m, *_):
+        starts[id(m)] = time.perf_counter()
+
+    def post(key):
+        def fn(m, *_):
+            spent[key] += time.perf_counter() - starts[id(m)]
+        return fn
+
+    handles = [module.backbone.embeddings.register_forward_pre_hook(pre),
+               module.backbone.embeddings.register_forward_hook(post("embeddings"))]
+    base_time = {"t": 0.0}
+    for a in module.adapters:
+        handles += [a.register_forward_pre_hook(pre), a.register_forward_hook(post("adapter (B R A path)")),
+                    a.base_layer.register_forward_pre_hook(pre),
+                    a.base_layer.register_forward_hook(lambda m, *_: base_time.__setitem__(
+                        "t", base_time["t"] + time.perf_counter() - starts[id(m)]))]
+    handles += [module.head.register_forward_pre_hook(pre), module.head.register_forward_hook(post("head and pooling"))]
+    batches = batches_of(clf, X)
+    theta = clf._predictive_theta(S)
+    try:
+        _, total = timed(lambda: mc_probabilities(module, batches, theta))
+    finally:
+        for h in handles:
+            h.remove()
+    spent["adapter (B R A path)"] -= base_time["t"]  # keep only the low-rank path
+    _, draw = timed(lambda: clf._predictive_theta(S))
+    spent["theta draws (one matmul)"] = draw
+    spent["frozen encoder (attention, MLP, W0 x)"] = total - sum(spent.values())
+    return {"total_s": total, **{k: v / total for k, v in spent.items()}}
+
+
+def bayesian_parameter_counts(clf) -> dict[str, int]:
+    """Ours (mean + covariance factors over theta) vs LoRA r=8 and a BLoB-style Bayesian LoRA on the same modules."""
+    ours = sum(p.numel() for p in clf.module_.posterior.parameters())
+    lora = sum(8 * (a.base_layer.in_features + a.base_layer.out_features) for a in clf.module_.adapters)
+    blob = lora + sum(8 * a.base_layer.in_features for a in clf.module_.adapters)  # + std of A
+    return {"ours": ours, "lora_r8": lora, "blob_r8": blob}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "cost.md"))
+    args = parser.parse_args()
+    n, epochs, n_pred = (128, 1, 32) if args.quick else (512, 2, 64)
+    counts = (1, 8, 32) if args.quick else (1, 8, 32, 64)
+    X, y = load_sst2("train", n=n)
+    X_pred, _ = load_sst2("validation", n=n_pred)
+
+    map_clf, t_map = fit_seconds(X, y, posterior="map", max_epochs=epochs)
+    vi_clf, t_vi = fit_seconds(X, y, posterior="vi", max_epochs=epochs)
+    _, t_swag = fit_seconds(X, y, posterior="swag", max_epochs=epochs, swag_start=0)
+    lap_clf, t_lap = fit_seconds(X, y, posterior="laplace", max_epochs=epochs)
+    epoch_s = t_map / epochs
+    pred = predict_costs(vi_clf, X_pred, counts)
+    vi_clf.set_params(predictive="glm", n_samples=32)
+    _, t_glm = timed(lambda: vi_clf.predict_proba(X_pred))
+    vi_clf.set_params(predictive="mc")
+    _, t_mc = timed(lambda: vi_clf.predict_proba(X_pred))
+    mem_map, mem_vi = peak_rss_mb("map", n // 4, 1), peak_rss_mb("vi", n // 4, 1)
+    profile = profile_forward(vi_clf, X_pred, S=32)
+    params = bayesian_parameter_counts(vi_clf)
+
+    rows = [
+        ("fit seconds, VI / MAP", t_vi / t_map, "<= 1.15", f"{t_vi:.0f} s / {t_map:.0f} s"),
+        ("fit seconds, SWAG / MAP (same epochs)", t_swag / t_map, "<= 1.1", f"{t_swag:.0f} s / {t_map:.0f} s"),
+        ("Laplace post-hoc step, epoch-equivalents", (t_lap - t_map) / epoch_s, "<= 1",
+         f"({t_lap:.0f} - {t_map:.0f}) s / {epoch_s:.0f} s"),
+        *[(f"predict, batched MC / S separate passes, S={r['S']}", r["ratio"], "<= 0.8 at S=32" if r["S"] == 32 else "",
+           f"{r['batched_s']:.1f} s / {r['separate_s']:.1f} s") for r in pred],
+        ("predict, GLM / MC at S=32", t_glm / t_mc, "<= 0.25", f"{t_glm:.1f} s / {t_mc:.1f} s"),
+        ("peak memory of fit, VI / MAP (process RSS)", mem_vi / mem_map, "<= 1.1", f"{mem_vi:.0f} MB / {mem_map:.0f} MB"),
+        ("Bayesian parameters, ours / LoRA r=8", params["ours"] / params["lora_r8"], "<= 0.1",
+         f"{params['ours']:,} / {params['lora_r8']:,}"),
+        ("Bayesian parameters, ours / BLoB-style r=8", params["ours"] / params["blob_r8"], "",
+         f"{params['ours']:,} / {params['blob_r8']:,}"),
+    ]
+
+    def verdict(value, target):
+        if not target:
+            return ""
+        bound = float(target.split("<=")[1].split()[0])
+        return "met" if value <= bound else "missed"
+
+    lines = [
+        "# Cost benchmark",
+        "",
+        f"`python benchmarks/cost.py{' --quick' if args.quick else ''}` on {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; MiniLM-L6 backbone, rank 8, "
+        f"{n} SST-2 sentences, {epochs} epochs, batch 32; prediction on {n_pred} sentences. Each ratio compares "
+        "two runs of the same data and settings made one after the other in the same process.",
+        "",
+        "| measure | ratio | target | verdict | raw |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {value:.3f} | {target} | {verdict(value, target)} | {raw} |" for name, value, target, raw in rows],
+        "",
+        f"## Where the time of a folded prediction goes (S=32, {n_pred} sentences, {profile['total_s']:.1f} s)",
+        "",
+        "| part | share |",
+        "|---|---|",
+        *[f"| {k} | {v:.1%} |" for k, v in profile.items() if k != "total_s"],
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    Path(args.output).write_text(text)
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "cost.json").write_text(json.dumps({"rows": [dict(zip(("measure", "ratio", "target", "raw"), r))
+                                                            for r in rows], "profile": profile, "params": params},
+                                                  indent=2))
+
+
+if __name__ == "__main__":
+    main()

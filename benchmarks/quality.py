@@ -1,0 +1,205 @@
+"""Calibration quality of every method on GLUE tasks with the MiniLM backbone, mean ± std over seeds.
+
+    python benchmarks/quality.py                               # SST-2, RTE, MRPC x 3 seeds (hours on 2 CPU cores)
+    python benchmarks/quality.py --datasets sst2 --seeds 0     # about 25 minutes on 2 CPU cores
+    python benchmarks/quality.py --glue-dir path/to/glue       # RTE and MRPC from another folder
+
+Methods: MAP (LoRA-XS); MAP + temperature scaling; MC dropout on the MAP model; a deep ensemble of
+3 MAP models; VI (diag, lowrank, full); SWAG; Laplace (full, diag) with MC and GLM predictives.
+MAP, temperature scaling, MC dropout and both Laplace variants share one MAP training run per seed
+(Laplace is post-hoc), so they differ only in how they predict. Metrics: accuracy, ECE (15 bins),
+NLL, Brier, OOD AUROC against AG News (by total predictive entropy).
+
+Writes docs/benchmarks.md (the table) and benchmarks/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import roc_auc_score
+
+from subspace_bayes import BayesianSubspaceClassifier
+from subspace_bayes.datasets import load_agnews_ood, load_mrpc, load_rte, load_sst2
+from subspace_bayes.inference.laplace import ggn, ggn_eigenvalues, laplace_posterior, tune_prior_precision
+from subspace_bayes.posteriors import PointMass
+from subspace_bayes.metrics import brier_score, expected_calibration_error, negative_log_likelihood
+from subspace_bayes.predictive import entropy, mc_probabilities
+from subspace_bayes.text import TextDataset, coerce_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GLUE = ROOT.parent / "shared" / "data" / "glue"
+
+
+def load_task(name: str, glue_dir: Path, n_train: int, seed: int):
+    """(X_train, y_train, X_cal, y_cal, X_test, y_test); the calibration split comes out of the training file."""
+    rng = np.random.RandomState(seed)
+    if name == "sst2":
+        X, y = load_sst2("train")
+        X_test, y_test = load_sst2("validation")
+    elif name == "rte":
+        X, y = load_rte(glue_dir / "RTE" / "train.tsv")
+        X_test, y_test = load_rte(glue_dir / "RTE" / "dev.tsv")
+    elif name == "mrpc":
+        X, y = load_mrpc(glue_dir / "MRPC" / "train.tsv")
+        X_test, y_test = load_mrpc(glue_dir / "MRPC" / "dev.tsv")
+    else:
+        raise ValueError(f"Unknown dataset {name!r}; use sst2, rte or mrpc.")
+    idx = rng.permutation(len(X))
+    tr, cal = idx[:n_train], idx[n_train : n_train + 200]
+    pick = lambda ids: ([X[i] for i in ids], np.asarray(y)[ids])  # noqa: E731
+    return (*pick(tr), *pick(cal), X_test, np.asarray(y_test))
+
+
+def _batches(clf, X):
+    loader = torch.utils.data.DataLoader(TextDataset(coerce_texts(X)), batch_size=clf.batch_size,
+                                         collate_fn=clf._collator())
+    return [{k: v.to(clf.device_) for k, v in Xi.items()} for Xi, _ in loader]
+
+
+def at_mean(clf, X):
+    """MAP predictions of a model trained as a point estimate (e.g. before its Laplace step)."""
+    return mc_probabilities(clf.module_.eval(), _batches(clf, X), clf.module_.posterior.mean.detach()[None])
+
+
+def mc_dropout(clf, X, p=0.1, S=16):
+    """Monte Carlo dropout on the MAP model: dropout switched on at test time only."""
+    module = clf.module_
+    drops = [m for m in module.backbone.modules() if isinstance(m, torch.nn.Dropout)]
+    old = [m.p for m in drops]
+    torch.manual_seed(0)
+    try:
+        for m in drops:
+            m.p = p
+        module.eval()
+        module.backbone.train()
+        mean = module.posterior.mean.detach()[None]
+        return np.concatenate([mc_probabilities(module, _batches(clf, X), mean) for _ in range(S)])
+    finally:
+        for m, q in zip(drops, old):
+            m.p = q
+        module.eval()
+
+
+def laplace_variant(lap_clf, X_train, y_train, structure):
+    """Post-hoc Laplace of another structure on the same MAP model (shares its training run)."""
+    enc = np.searchsorted(lap_clf.classes_, y_train)
+    data = TextDataset(coerce_texts(X_train), enc)
+    loader = torch.utils.data.DataLoader(data, batch_size=lap_clf.batch_size, collate_fn=lap_clf._collator())
+    mean = lap_clf.module_.posterior.mean.detach()
+    G, nll, _ = ggn(lap_clf.module_, ({**X, "labels": y} for X, y in loader), mean, structure)
+    delta = tune_prior_precision(ggn_eigenvalues(G), float(mean.double().pow(2).sum()), nll)
+    return laplace_posterior(mean.cpu().float(), G, delta)
+
+
+def metrics(y, samples, samples_ood):
+    p, p_ood = samples.mean(0), samples_ood.mean(0)
+    scores = np.r_[entropy(p), entropy(p_ood)]
+    return {
+        "accuracy": float(np.mean(p.argmax(1) == y)),
+        "ece": expected_calibration_error(y, p),
+        "nll": negative_log_likelihood(y, p),
+        "brier": brier_score(y, p),
+        "ood_auroc": float(roc_auc_score(np.r_[np.zeros(len(p)), np.ones(len(p_ood))], scores)),
+    }
+
+
+def run_seed(task, glue_dir, seed, n_train, epochs, X_ood):
+    X, y, X_cal, y_cal, X_test, y_test = load_task(task, glue_dir, n_train, seed)
+    common = dict(max_epochs=epochs, n_samples=16, random_state=seed, verbose=0,
+                  max_length=128 if task == "sst2" else 192)
+    out, seconds = {}, {}
+
+    def record(name, clf, samples, samples_ood, t):
+        out[name] = metrics(np.searchsorted(clf.classes_, y_test), samples, samples_ood)
+        seconds[name] = t
+
+    t0 = time.perf_counter()
+    lap = BayesianSubspaceClassifier(posterior="laplace", **common).fit(X, y)
+    t_lap = time.perf_counter() - t0
+    record("MAP (LoRA-XS)", lap, at_mean(lap, X_test), at_mean(lap, X_ood), t_lap)
+    point = lap.module_.posterior  # MAP + temperature and MC dropout need the point estimate
+    lap.module_.posterior = PointMass.from_mean(point.mean.detach())
+    cal = CalibratedClassifierCV(FrozenEstimator(lap), method="temperature").fit(X_cal, y_cal)
+    record("MAP + temperature", lap, cal.predict_proba(X_test)[None], cal.predict_proba(X_ood)[None], t_lap)
+    record("MC dropout (p=0.1)", lap, mc_dropout(lap, X_test), mc_dropout(lap, X_ood), t_lap)
+    lap.module_.posterior = point
+    for predictive in ("mc", "glm"):
+        lap.set_params(predictive=predictive)
+        record(f"Laplace full, {predictive.upper()}", lap, lap.predict_sample_proba(X_test),
+               lap.predict_sample_proba(X_ood), t_lap)
+    lap.module_.posterior = laplace_variant(lap, X, y, "diag")
+    for predictive in ("mc", "glm"):
+        lap.set_params(predictive=predictive)
+        record(f"Laplace diag, {predictive.upper()}", lap, lap.predict_sample_proba(X_test),
+               lap.predict_sample_proba(X_ood), t_lap)
+
+    members, t_ens = [at_mean(lap, X_test)], t_lap
+    members_ood = [at_mean(lap, X_ood)]
+    for k in (1, 2):
+        t0 = time.perf_counter()
+        m = BayesianSubspaceClassifier(posterior="map", **{**common, "random_state": 1000 * k + seed}).fit(X, y)
+        t_ens += time.perf_counter() - t0
+        members.append(m.predict_sample_proba(X_test))
+        members_ood.append(m.predict_sample_proba(X_ood))
+    record("Deep ensemble (3 MAP)", lap, np.concatenate(members), np.concatenate(members_ood), t_ens)
+
+    for name, kw in [("VI diag", dict(covariance="diag")), ("VI lowrank (k=4)", dict(covariance="lowrank")),
+                     ("VI full", dict(covariance="full")), ("SWAG", dict(posterior="swag"))]:
+        t0 = time.perf_counter()
+        clf = BayesianSubspaceClassifier(**{**common, "posterior": "vi", **kw}).fit(X, y)
+        record(name, clf, clf.predict_sample_proba(X_test), clf.predict_sample_proba(X_ood), time.perf_counter() - t0)
+    return out, seconds
+
+
+def table(results: dict, seeds: list[int]) -> str:
+    lines = []
+    for task, per_seed in results.items():
+        methods = list(per_seed[0]["metrics"])
+        lines += [f"### {task} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})", "",
+                  "| method | accuracy | ECE | NLL | Brier | OOD AUROC | fit s |", "|---|---|---|---|---|---|---|"]
+        for m in methods:
+            cells = []
+            for key in ("accuracy", "ece", "nll", "brier", "ood_auroc"):
+                v = np.array([r["metrics"][m][key] for r in per_seed])
+                cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+            fit = np.mean([r["seconds"][m] for r in per_seed])
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {fit:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "rte", "mrpc"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--glue-dir", type=Path, default=DEFAULT_GLUE)
+    parser.add_argument("--n-ood", type=int, default=500)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
+    args = parser.parse_args()
+    X_ood = load_agnews_ood(n=args.n_ood)
+    results = {}
+    for task in args.datasets:
+        results[task] = []
+        for seed in args.seeds:
+            print(f"[quality] {task}, seed {seed}", flush=True)
+            m, s = run_seed(task, args.glue_dir, seed, args.n_train, args.epochs, X_ood)
+            results[task].append({"seed": seed, "metrics": m, "seconds": s})
+            print(table({task: results[task]}, args.seeds), flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                      indent=2))
+    print(table(results, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
