@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["InvalidParameterError", "Interval", "Options", "validate_parameters", "check_labels", "check_sample_weight"]
+__all__ = ["InvalidParameterError", "Interval", "Options", "Custom", "validate_parameters", "check_labels",
+           "check_sample_weight", "sorted_labels", "encode_labels"]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -132,5 +133,24 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     return w / w.mean()
 
 
-def names(values: Iterable[Any]) -> str:
-    return ", ".join(repr(v) for v in values)
+def sorted_labels(labels: np.ndarray) -> np.ndarray:
+    """The sorted distinct labels (``classes_``); mixed, un-comparable types are a TypeError."""
+    try:
+        return np.unique(labels)
+    except TypeError:
+        raise TypeError(
+            "Labels must be mutually comparable (all strings, or all numbers); got mixed types "
+            f"{sorted({type(v).__name__ for v in labels.tolist()})}."
+        ) from None
+
+
+def encode_labels(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Indices of ``labels`` in ``classes``; labels outside ``classes`` are a ValueError."""
+    lookup = {v: i for i, v in enumerate(classes.tolist())}
+    unseen = sorted({repr(v) for v in labels.tolist() if v not in lookup})
+    if unseen:
+        raise ValueError(
+            f"y holds labels {', '.join(unseen[:5])} that are not among the fitted classes {classes.tolist()}; "
+            "refit from scratch (warm_start=False) or pass classes=... to the first partial_fit."
+        )
+    return np.fromiter((lookup[v] for v in labels.tolist()), dtype=np.int64, count=len(labels))

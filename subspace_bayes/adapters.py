@@ -66,6 +66,9 @@ class CoreBank:
 
     def __init__(self) -> None:
         self.theta: Tensor | None = None
+        #: Optional ``fn(adapter, core_input, core_output)`` called in every adapter's
+        #: forward with tensors of shape (S, M, r); used to gather Kronecker factors.
+        self.recorder = None
 
     @contextmanager
     def bind(self, theta: Tensor) -> Iterator[None]:
@@ -133,7 +136,10 @@ class ProjectedLinear(nn.Module):
         h = F.linear(x, self.lora_A.to(x.dtype))  # (S*N, ..., r)
         lead = h.shape[:-1]
         # The leading axis is sample-major: rows [s*N:(s+1)*N] belong to draw s.
-        h = torch.bmm(h.reshape(S, -1, self.rank), R.transpose(1, 2))  # (S, N*..., r): h R^T
+        a = h.reshape(S, -1, self.rank)
+        h = torch.bmm(a, R.transpose(1, 2))  # (S, N*..., r): h R^T
+        if self._bank.recorder is not None:
+            self._bank.recorder(self, a, h)
         h = F.linear(h.reshape(*lead, self.rank), self.lora_B.to(x.dtype))  # (S*N, ..., d_out)
         return out + self.scaling * h
 

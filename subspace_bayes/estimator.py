@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -17,18 +16,19 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_device, to_tensor
 from torch.utils.data import DataLoader
 
-from ._validation import Custom, Interval, Options, check_labels, check_sample_weight, validate_parameters
+from ._validation import (Custom, Interval, Options, check_labels, check_sample_weight, encode_labels,
+                          sorted_labels, validate_parameters)
 from .backbones import load_backbone, load_tokenizer
 from .adapters import collect_input_moments, find_target_modules
 from .inference.laplace import STRUCTURES as LAPLACE_STRUCTURES
-from .inference.laplace import ggn, ggn_eigenvalues, laplace_posterior, log_marginal_likelihood, tune_prior_precision
+from .inference.laplace import fit_laplace
 from .inference.swag import SWAGCollector
 from .inference.vi import ELBOLoss
 from .module import SubspaceClassifierModule
-from .posteriors import Covariance, FullGaussian, LowRankGaussian, PointMass
+from .posteriors import Covariance, PointMass, structure_of
 from .predictive import glm_probabilities, mc_probabilities, uncertainty_decomposition
 from .projections import needs_input_moments, parse_projection
-from .serialization import EpochCheckpoint, read_checkpoint
+from .serialization import EpochCheckpoint, fit_key, resume_training_state
 from .text import TextCollator, TextDataset, TextInputs, coerce_texts
 
 __all__ = ["BayesianSubspaceClassifier", "NonFiniteLossError", "resolve_device"]
@@ -42,47 +42,16 @@ class NonFiniteLossError(FloatingPointError):
 
 def resolve_device(device: str | torch.device | None) -> str:
     """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values unchanged (as strings)."""
-    if device is None or device == "auto":
+    if device is None or device == "auto":  # None: placement by another party (e.g. Accelerate)
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(device)
 
 
 def _valid_device(d: Any) -> bool:
-    if d == "auto":
+    if d is None or d == "auto":
         return True
     torch.device(d)  # raises on nonsense
     return True
-
-
-def _sorted_labels(labels: np.ndarray) -> np.ndarray:
-    try:
-        return np.unique(labels)
-    except TypeError:
-        raise TypeError(
-            "Labels must be mutually comparable (all strings, or all numbers); got mixed types "
-            f"{sorted({type(v).__name__ for v in labels.tolist()})}."
-        ) from None
-
-
-def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Indices of ``labels`` in ``classes``; unseen labels are an error."""
-    lookup = {v: i for i, v in enumerate(classes.tolist())}
-    unseen = sorted({repr(v) for v in labels.tolist() if v not in lookup})
-    if unseen:
-        raise ValueError(
-            f"y holds labels {', '.join(unseen[:5])} that are not among the fitted classes {classes.tolist()}; "
-            "refit from scratch (warm_start=False) or pass classes=... to the first partial_fit."
-        )
-    return np.fromiter((lookup[v] for v in labels.tolist()), dtype=np.int64, count=len(labels))
-
-
-def _spec_of(posterior) -> tuple[str | None, int]:
-    """(covariance, rank) that rebuilds the structure of ``posterior`` (for unpickling)."""
-    if isinstance(posterior, PointMass):
-        return (None, 0)
-    if isinstance(posterior, LowRankGaussian):
-        return ("lowrank", posterior.rank)
-    return ("full", 0) if isinstance(posterior, FullGaussian) else ("diag", 0)
 
 
 class _EpochProgress(Callback):
@@ -151,9 +120,10 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         Multiplies the SWAG covariance when sampling.
     swag_lr : float or None, default=None
         Constant learning rate of the cores during SWAG collection (None: ``lr``).
-    laplace_structure : {"full", "diag"}, default="full"
-        Generalised Gauss-Newton structure of the Laplace precision (``D`` is
-        small, so ``"full"`` is exact and cheap).
+    laplace_structure : {"full", "diag", "kron"}, default="full"
+        Generalised Gauss-Newton structure of the Laplace precision: ``"full"``
+        is exact (``D`` is small, so it is cheap); ``"diag"`` its diagonal;
+        ``"kron"`` per-layer Kronecker factors (K-FAC), block diagonal.
     prior_precision : "auto" or float, default="auto"
         Laplace prior precision; "auto" maximises the Laplace marginal likelihood.
     predictive : {"mc", "glm"}, default="mc"
@@ -394,17 +364,19 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         labels = check_labels(y, len(inputs))
         weights = check_sample_weight(sample_weight, len(inputs))
         if fresh:
-            self.classes_inferred_ = _sorted_labels(labels if classes is None else np.asarray(classes))
+            self.classes_inferred_ = sorted_labels(labels if classes is None else np.asarray(classes))
             if len(self.classes_inferred_) < 2:
                 raise ValueError(
                     f"y has a single class ({self.classes_inferred_[0]!r}); a classifier needs at least two classes."
                 )
             rng = check_random_state(self.random_state)
             self.seed_, self.predict_seed_ = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        y_enc = _encode(labels, self.classes_inferred_)
+        y_enc = encode_labels(labels, self.classes_inferred_)
         self.n_train_ = len(inputs)
         dataset = TextDataset(inputs, y_enc, weights)
         epochs = self.max_epochs
+        if self.checkpoint_dir is not None:
+            self.fit_key_ = fit_key(self, inputs, y_enc)
         if fresh:
             self._fit_inputs_ = inputs  # read by initialize_module (whitened SVD), then dropped
             try:
@@ -424,53 +396,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
             self._fit_laplace(dataset)
         return self
 
-    _CHECKPOINT_KEYS = ("backbone", "rank", "projection", "posterior", "covariance", "cov_rank", "max_epochs",
-                        "batch_size", "random_state")
-
-    def _training_state(self) -> dict:
-        """Everything needed to continue training exactly where it stopped (for checkpoints)."""
-        state = {
-            "settings": {k: repr(getattr(self, k)) for k in self._CHECKPOINT_KEYS},
-            "classes": repr(self.classes_.tolist()),
-            "n_train": self.n_train_,
-            "module": {k: v.detach().cpu() for k, v in self.module_.adapter_state_dict().items()},
-            "optimizer": self.optimizer_.state_dict(),
-            "train_generator": self.train_generator_.get_state(),
-            "shuffle_generator": self.shuffle_generator_.get_state(),
-            # JSON keeps the checkpoint loadable with torch.load(weights_only=True).
-            "history": json.dumps(list(self.history), default=lambda v: v.item() if hasattr(v, "item") else str(v)),
-        }
-        swag = dict(self.callbacks_).get("swag")
-        if swag is not None:
-            state["swag"] = swag.state_dict()
-        return state
-
     def _resume_from_checkpoint(self) -> int:
         """Restore the checkpoint in ``checkpoint_dir`` if any; return the number of epochs it holds."""
-        if self.checkpoint_dir is None:
-            return 0
-        state = read_checkpoint(self.checkpoint_dir)
-        if state is None:
-            return 0
-        ours = {k: repr(getattr(self, k)) for k in self._CHECKPOINT_KEYS}
-        if state["settings"] != ours or state["classes"] != repr(self.classes_.tolist()) \
-                or state["n_train"] != self.n_train_:
-            raise ValueError(
-                f"The checkpoint in {self.checkpoint_dir!r} belongs to a different fit (other data or settings); "
-                "delete it or choose another checkpoint_dir."
-            )
-        from skorch.history import History
-
-        self.module_.load_state_dict(state["module"], strict=False)
-        self.optimizer_.load_state_dict(state["optimizer"])
-        self.train_generator_.set_state(state["train_generator"])
-        self.shuffle_generator_.set_state(state["shuffle_generator"])
-        self.history_ = History(json.loads(state["history"]))
-        if "swag" in state:
-            dict(self.callbacks_)["swag"].load_state_dict(state["swag"])
-        if self.verbose:
-            print(f"Resuming from the checkpoint in {self.checkpoint_dir} after epoch {len(self.history)}.")
-        return len(self.history)
+        epochs = resume_training_state(self)
+        if epochs and self.verbose:
+            print(f"Resuming from the checkpoint in {self.checkpoint_dir} after epoch {epochs}.")
+        return epochs
 
     def save_adapter(self, path: str | os.PathLike):
         """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
@@ -481,23 +412,17 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     def _set_posterior(self, posterior) -> None:
         """Install a posterior object over theta (after SWAG / Laplace) and remember its structure."""
         self.module_.posterior = posterior.to(self.device_)
-        self.posterior_spec_ = _spec_of(posterior)
+        self.posterior_spec_ = structure_of(posterior)
 
     def _fit_laplace(self, dataset: TextDataset) -> None:
-        """Post-hoc Laplace at the MAP cores: GGN over the training data, prior precision by evidence."""
+        """Post-hoc Laplace at the MAP cores over the training data."""
         self.module_.eval()
         loader = DataLoader(dataset, batch_size=self.batch_size, collate_fn=self._collator())
         batches = ({**{k: to_device(v, self.device_) for k, v in X.items() if k != "sample_weight"}, "labels": y}
                    for X, y in loader)
-        mean = self.module_.posterior.mean.detach()
-        G, nll, _ = ggn(self.module_, batches, mean, self.laplace_structure)
-        eig = ggn_eigenvalues(G)
-        sq_norm = float(mean.double().pow(2).sum())
-        fixed = self.prior_precision != "auto"
-        delta = float(self.prior_precision) if fixed else tune_prior_precision(eig, sq_norm, nll)
-        self.prior_precision_ = delta
-        self.log_marginal_likelihood_ = log_marginal_likelihood(delta, eig, sq_norm, nll)
-        self._set_posterior(laplace_posterior(mean.cpu().float(), G, delta))
+        fit = fit_laplace(self.module_, batches, self.laplace_structure, self.prior_precision)
+        self.prior_precision_, self.log_marginal_likelihood_ = fit.prior_precision, fit.log_marginal_likelihood
+        self._set_posterior(fit.posterior)
 
     def initialize(self):
         # skorch moves modules and tensors with self.device; "auto" is resolved

@@ -32,6 +32,7 @@ __all__ = [
     "FullGaussian",
     "PointMass",
     "make_posterior",
+    "structure_of",
 ]
 
 #: Smallest standard deviation a softplus-parameterised scale can take.
@@ -423,3 +424,12 @@ def make_posterior(
         return LowRankGaussian(dim, rank=cov_rank, init_std=init_std, generator=generator)
     cls = DiagGaussian if kind is Covariance.DIAG else FullGaussian
     return cls(dim, init_std=init_std, generator=generator)
+
+
+def structure_of(posterior: GaussianPosterior) -> tuple[str | None, int]:
+    """``(covariance, cov_rank)`` such that :func:`make_posterior` rebuilds ``posterior``'s structure."""
+    if isinstance(posterior, PointMass):
+        return (None, 0)
+    if isinstance(posterior, LowRankGaussian):
+        return ("lowrank", posterior.rank)
+    return ("full", 0) if isinstance(posterior, FullGaussian) else ("diag", 0)

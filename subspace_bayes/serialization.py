@@ -20,12 +20,11 @@ import torch
 from skorch.callbacks import Callback
 
 __all__ = ["save_adapter", "load_adapter", "backbone_fingerprint", "EpochCheckpoint", "AdapterFormatError",
-           "BackboneMismatchError"]
+           "BackboneMismatchError", "training_state", "resume_training_state", "fit_key"]
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "adapter.safetensors"
 META_FILE = "adapter.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class AdapterFormatError(ValueError):
@@ -156,7 +155,7 @@ def load_adapter(path: str | os.PathLike, **overrides: Any):
 
 
 class EpochCheckpoint(Callback):
-    """Write the full training state to ``dirname/checkpoint.pt`` after every epoch (atomically).
+    """Write the full training state to ``dirname/checkpoint-<fit key>.pt`` after every epoch (atomically).
 
     A later ``fit`` of an estimator with the same ``checkpoint_dir`` and settings
     resumes from it. Only the learned tensors, optimizer moments, random-generator
@@ -167,19 +166,85 @@ class EpochCheckpoint(Callback):
         self.dirname = dirname
 
     def on_epoch_end(self, net, **kwargs):
-        folder = Path(self.dirname)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (CHECKPOINT_FILE + ".tmp")
-        torch.save(net._training_state(), tmp)
-        os.replace(tmp, folder / CHECKPOINT_FILE)
+        file = checkpoint_path(net)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".tmp{os.getpid()}")
+        torch.save(training_state(net), tmp)
+        os.replace(tmp, file)  # atomic: a killed process leaves the previous checkpoint intact
 
 
-def read_checkpoint(dirname: str | os.PathLike) -> dict | None:
-    """The checkpoint in ``dirname`` (None if there is none)."""
-    file = Path(dirname) / CHECKPOINT_FILE
+def read_checkpoint(file: str | os.PathLike) -> dict | None:
+    """The checkpoint stored in ``file`` (None if there is none)."""
+    file = Path(file)
     if not file.is_file():
         return None
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise AdapterFormatError(f"Checkpoint {file} is corrupted ({exc}); delete it to start afresh.") from None
+
+
+#: Parameters that do not change what a fit computes (left out of its checkpoint key).
+_NOT_IN_KEY = {"callbacks", "verbose", "checkpoint_dir", "device", "n_samples", "predictive", "warm_start"}
+
+
+def fit_key(est, inputs, y_enc) -> str:
+    """A short hash of the estimator's settings and the training data: one checkpoint file per fit.
+
+    Parallel fits (cross-validation folds, grid points) sharing a ``checkpoint_dir``
+    therefore never write the same file, and a repeated fit finds its own.
+    """
+    h = hashlib.sha256()
+    params = est.get_params(deep=False)
+    for k in sorted(params):
+        if k not in _NOT_IN_KEY and not k.startswith("callbacks"):
+            h.update(f"{k}={params[k]!r};".encode())
+    for text in inputs.first + (inputs.second or []):
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    h.update(np.asarray(y_enc, dtype=np.int64).tobytes())
+    h.update(repr(est.classes_.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_path(est) -> Path:
+    return Path(est.checkpoint_dir) / f"checkpoint-{est.fit_key_}.pt"
+
+
+def training_state(est) -> dict:
+    """Everything needed to continue a fit exactly where it stopped (tensors and plain data only)."""
+    state = {
+        "fit_key": est.fit_key_,
+        "module": {k: v.detach().cpu() for k, v in est.module_.adapter_state_dict().items()},
+        "optimizer": est.optimizer_.state_dict(),
+        "train_generator": est.train_generator_.get_state(),
+        "shuffle_generator": est.shuffle_generator_.get_state(),
+        # JSON keeps the checkpoint loadable with torch.load(weights_only=True).
+        "history": json.dumps(list(est.history), default=lambda v: v.item() if hasattr(v, "item") else str(v)),
+    }
+    swag = dict(est.callbacks_).get("swag")
+    if swag is not None:
+        state["swag"] = swag.state_dict()
+    return state
+
+
+def resume_training_state(est) -> int:
+    """Restore the checkpoint in ``est.checkpoint_dir`` (if any) into ``est``; return the epochs it holds."""
+    from skorch.history import History
+
+    if est.checkpoint_dir is None:
+        return 0
+    file = checkpoint_path(est)
+    state = read_checkpoint(file)
+    if state is None:
+        return 0
+    if state.get("fit_key") != est.fit_key_:
+        raise AdapterFormatError(f"Checkpoint {file} belongs to another fit; delete it.")
+    est.module_.load_state_dict(state["module"], strict=False)
+    est.optimizer_.load_state_dict(state["optimizer"])
+    est.train_generator_.set_state(state["train_generator"])
+    est.shuffle_generator_.set_state(state["shuffle_generator"])
+    est.history_ = History(json.loads(state["history"]))
+    if "swag" in state:
+        dict(est.callbacks_)["swag"].load_state_dict(state["swag"])
+    return len(est.history)

@@ -38,6 +38,7 @@ def test_resume_after_interrupt_reaches_the_uninterrupted_state(tiny_bert_dir, t
     ckpt = tmp_path / "ckpt"
     interrupted = BayesianSubspaceClassifier(**kw, checkpoint_dir=str(ckpt),
                                              callbacks=[("interrupt", InterruptAfter(3))]).fit(*toy_data)
+    assert len(list(ckpt.glob("checkpoint-*.pt"))) == 1
     assert len(interrupted.history) == 3
     resumed = BayesianSubspaceClassifier(**kw, checkpoint_dir=str(ckpt)).fit(*toy_data)
     assert len(resumed.history) == 5
@@ -48,11 +49,17 @@ def test_resume_after_interrupt_reaches_the_uninterrupted_state(tiny_bert_dir, t
     np.testing.assert_array_equal(resumed.history[:, "train_loss"], reference.history[:, "train_loss"])
 
 
-def test_checkpoint_of_another_fit_is_refused(tiny_bert_dir, toy_data, tmp_path):
+def test_fits_sharing_a_checkpoint_dir_never_collide(tiny_bert_dir, toy_data, tmp_path):
     kw = tiny_kwargs(tiny_bert_dir, max_epochs=1, checkpoint_dir=str(tmp_path))
-    BayesianSubspaceClassifier(**kw).fit(*toy_data)
-    with pytest.raises(ValueError, match="different fit"):
-        BayesianSubspaceClassifier(**{**kw, "rank": 2}).fit(*toy_data)
+    a = BayesianSubspaceClassifier(**kw).fit(*toy_data)
+    b = BayesianSubspaceClassifier(**{**kw, "rank": 2}).fit(*toy_data)  # other settings: starts afresh
+    c = BayesianSubspaceClassifier(**kw).fit(toy_data[0][:50], toy_data[1][:50])  # other data: afresh
+    assert len({a.fit_key_, b.fit_key_, c.fit_key_}) == 3 and len(b.history) == 1
+    assert len(list(tmp_path.glob("checkpoint-*.pt"))) == 3
+    # The same fit again finds its finished checkpoint and trains no further epoch.
+    again = BayesianSubspaceClassifier(**kw).fit(*toy_data)
+    assert len(again.history) == 1
+    torch.testing.assert_close(_params(again)["posterior.loc"], _params(a)["posterior.loc"], rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from subspace_bayes.inference.laplace import (
     ggn_eigenvalues,
     laplace_posterior,
     log_marginal_likelihood,
-    softmax_hessian_root,
+    softmax_hessian_factor,
     tune_prior_precision,
 )
 from subspace_bayes.inference.swag import SWAGMoments
@@ -85,10 +85,12 @@ def test_ggn_equals_dense_autograd_reference(tiny_module):
     assert np.isclose(nll, torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item())
 
 
-def test_softmax_hessian_root():
-    p = torch.softmax(torch.randn(4, 3, dtype=torch.float64), -1)
-    V = softmax_hessian_root(p)
-    torch.testing.assert_close(V @ V.transpose(1, 2), torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
+@pytest.mark.parametrize("C", [2, 3, 5])
+def test_softmax_hessian_factor_has_c_minus_1_columns(C):
+    p = torch.softmax(torch.randn(4, C, dtype=torch.float64), -1)
+    W = softmax_hessian_factor(p)
+    assert W.shape == (4, C, C - 1)
+    torch.testing.assert_close(W @ W.transpose(1, 2), torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
 
 
 def test_marglik_tuning_moves_prior_precision_and_increases_evidence(tiny_module):
@@ -181,3 +183,32 @@ def test_grid_search_over_posterior(tiny_bert_dir, toy_data):
     search = GridSearchCV(base, {"posterior": POSTERIORS}, cv=2).fit(*toy_data)
     assert [p["posterior"] for p in search.cv_results_["params"]] == POSTERIORS
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_kron_ggn_is_exact_for_one_single_token_example(tiny_module):
+    module, batch, labels = tiny_module
+    mean = module.posterior.mean.detach()
+    one = {"input_ids": batch["input_ids"][:1, :1], "attention_mask": batch["attention_mask"][:1, :1]}
+    exact, nll_full, _ = ggn(module, [{**one, "labels": labels[:1]}], mean, "full")
+    kron, nll_kron, _ = ggn(module, [{**one, "labels": labels[:1]}], mean, "kron")
+    assert np.isclose(nll_full, nll_kron)
+    r2 = 4  # rank 2 -> 4 core entries per layer
+    mask = torch.block_diag(*[torch.ones(r2, r2, dtype=torch.float64)] * (len(mean) // r2))
+    torch.testing.assert_close(kron, exact * mask, atol=1e-9, rtol=1e-7)
+
+
+def test_kron_ggn_is_block_diagonal_psd_and_close_in_scale(tiny_module):
+    module, batch, labels = tiny_module
+    mean = module.posterior.mean.detach()
+    exact, _, _ = ggn(module, [{**batch, "labels": labels}], mean, "full")
+    kron, _, _ = ggn(module, [{**batch, "labels": labels}], mean, "kron")
+    assert torch.linalg.eigvalsh(kron).min() > -1e-10
+    ratio = kron.trace() / exact.trace()
+    assert 0.05 < ratio < 20, ratio
+
+
+def test_laplace_kron_through_the_estimator(tiny_bert_dir, toy_data, toy_test):
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, posterior="laplace", laplace_structure="kron",
+                                                  max_epochs=3))
+    p = clf.fit(*toy_data).predict_proba(toy_test[0])
+    assert np.isfinite(p).all() and clf.prior_precision_ > 0 and clf.effective_rank_ > 0

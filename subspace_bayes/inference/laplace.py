@@ -26,6 +26,7 @@ Immer et al., "Scalable Marginal Likelihood Estimation", ICML 2021.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -35,19 +36,21 @@ from torch import Tensor
 from ..posteriors import DiagGaussian, FullGaussian, GaussianPosterior
 
 __all__ = [
-    "softmax_hessian_root",
+    "softmax_hessian_factor",
     "ggn",
     "log_marginal_likelihood",
     "tune_prior_precision",
     "laplace_posterior",
     "ggn_eigenvalues",
+    "LaplaceFit",
+    "fit_laplace",
 ]
 
-STRUCTURES = ("full", "diag")
+STRUCTURES = ("full", "diag", "kron")
 
 
-def softmax_hessian_root(probs: Tensor) -> Tensor:
-    """``V`` with ``V V^T = diag(p) - p p^T`` for each row: ``V = diag(sqrt p) - p sqrt(p)^T``.
+def softmax_hessian_factor(probs: Tensor) -> Tensor:
+    """A rank-``(C-1)`` factor ``W`` with ``W W^T = diag(p) - p p^T`` (the Hessian has the null vector 1).
 
     Parameters
     ----------
@@ -55,10 +58,27 @@ def softmax_hessian_root(probs: Tensor) -> Tensor:
 
     Returns
     -------
-    Tensor of shape (N, C, C)
+    Tensor of shape (N, C, C - 1)
     """
-    root = probs.clamp_min(0).sqrt()
-    return torch.diag_embed(root) - probs[:, :, None] * root[:, None, :]
+    evals, evecs = torch.linalg.eigh(torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :])
+    return evecs[:, :, 1:] * evals[:, None, 1:].clamp_min(0).sqrt()  # drop the smallest (zero) eigenvalue
+
+
+def _factor_rows(module, batch: dict[str, Tensor], theta: Tensor, inputs_of=None):
+    """Logits and the ``C - 1`` rows ``W_k^T J_i`` of every example, one backward pass each.
+
+    ``inputs_of(thetas)`` may name other tensors to differentiate instead of ``thetas``
+    (the Kronecker factors use the adapters' core outputs).
+    """
+    n = batch["input_ids"].shape[0]
+    with torch.enable_grad():
+        thetas = theta.detach().expand(n, -1).clone().requires_grad_(True)
+        logits = module.paired_logits(batch, thetas)
+    W = softmax_hessian_factor(torch.softmax(logits.detach().double(), -1)).to(logits.dtype)
+    wrt = thetas if inputs_of is None else inputs_of()
+    K = W.shape[2]
+    rows = [torch.autograd.grad(logits, wrt, grad_outputs=W[:, :, k], retain_graph=k < K - 1) for k in range(K)]
+    return logits.detach(), rows
 
 
 def ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor, structure: str = "full"):
@@ -66,25 +86,79 @@ def ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor, structure: 
 
     Returns
     -------
-    G : Tensor, (D, D) for "full" or (D,) for "diag" (float64, CPU)
+    G : Tensor, (D, D) for "full" and "kron" (block diagonal), (D,) for "diag" (float64, CPU)
     nll : float, the summed NLL at ``theta`` (targets from ``batch["labels"]``)
     n : int, the number of examples
     """
     if structure not in STRUCTURES:
         raise ValueError(f"Unknown Laplace structure {structure!r}; use one of {STRUCTURES}.")
+    if structure == "kron":
+        return kron_ggn(module, batches, theta)
     D = theta.numel()
     G = torch.zeros((D, D) if structure == "full" else (D,), dtype=torch.float64)
     nll, n = 0.0, 0
     for batch in batches:
         labels = batch.pop("labels")
-        logits, J = module.logit_jacobians(batch, theta)
-        probs = torch.softmax(logits.double(), dim=-1)
-        U = softmax_hessian_root(probs).transpose(1, 2) @ J.double()  # (N, C, D): V^T J
-        U = U.cpu().reshape(-1, D)
+        logits, rows = _factor_rows(module, batch, theta)
+        U = torch.cat([r[0] for r in rows], dim=0).double().cpu()  # (N (C-1), D): rows W_k^T J_i
         G += U.T @ U if structure == "full" else U.pow(2).sum(0)
         nll += torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
         n += labels.shape[0]
     return G, nll, n
+
+
+def kron_ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor):
+    """Kronecker-factored GGN (K-FAC, "reduce" variant for weight sharing over tokens), block diagonal over layers.
+
+    For layer ``l`` with core input ``a = A x`` and core-output gradient ``g``,
+    per example ``i``: ``abar_i`` = mean of ``a`` over its tokens and
+    ``gbar_ik`` = sum of ``g`` over its tokens, for each column ``k`` of the
+    softmax Hessian factor ``W_i`` (:func:`softmax_hessian_factor`). Then (``vec(R)`` row-major)
+
+    .. math::
+
+        G_l ~ (sum_{i,k} gbar_ik gbar_ik^T) kron ((1/N) sum_i abar_i abar_i^T).
+
+    Exact for one example of one token. Reference: Eschenhagen et al.,
+    "Kronecker-Factored Approximate Curvature for Modern Neural Network
+    Architectures", NeurIPS 2023, arXiv:2311.00636.
+
+    Returns
+    -------
+    G : Tensor of shape (D, D), block diagonal (float64, CPU)
+    nll : float
+    n : int
+    """
+    adapters = module.adapters
+    A_fac = {id(a): torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters}
+    G_fac = {id(a): torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters}
+    nll, n = 0.0, 0
+    for batch in batches:
+        labels = batch.pop("labels")
+        mask = batch["attention_mask"][..., None].double()
+        records: dict[int, tuple[Tensor, Tensor]] = {}
+
+        def record(adapter, a, u):
+            abar = (a.detach().double() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            records[id(adapter)] = (abar, u)
+
+        N = labels.shape[0]
+        module.bank.recorder = record
+        try:
+            logits, rows = _factor_rows(module, batch, theta, inputs_of=lambda: [records[id(a)][1] for a in adapters])
+        finally:
+            module.bank.recorder = None
+        for grads in rows:
+            for a, g in zip(adapters, grads):
+                gbar = (g.double() * mask).sum(1)  # (N, r)
+                G_fac[id(a)] += (gbar.T @ gbar).cpu()
+        for a in adapters:
+            abar = records[id(a)][0]
+            A_fac[id(a)] += (abar.T @ abar).cpu()
+        nll += torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
+        n += N
+    blocks = [torch.kron(G_fac[id(a)], A_fac[id(a)] / max(n, 1)) for a in adapters]
+    return torch.block_diag(*blocks), nll, n
 
 
 def log_marginal_likelihood(prior_precision: float, eigenvalues: np.ndarray, theta_sq_norm: float,
@@ -118,3 +192,34 @@ def laplace_posterior(mean: Tensor, G: Tensor, prior_precision: float) -> Gaussi
 def ggn_eigenvalues(G: Tensor) -> np.ndarray:
     """Eigenvalues of the GGN (its diagonal for the diagonal structure)."""
     return (G if G.dim() == 1 else torch.linalg.eigvalsh(G)).numpy()
+
+
+@dataclass
+class LaplaceFit:
+    """Result of :func:`fit_laplace`."""
+
+    posterior: GaussianPosterior
+    prior_precision: float
+    log_marginal_likelihood: float
+
+
+def fit_laplace(module, batches: Iterable[dict[str, Tensor]], structure: str = "full",
+                prior_precision: float | str = "auto") -> LaplaceFit:
+    """Laplace approximation at the module's current (MAP) ``theta``.
+
+    Parameters
+    ----------
+    module : SubspaceClassifierModule
+    batches : iterable of dict
+        Tokenised training batches with integer ``labels``.
+    structure : {"full", "diag", "kron"}
+    prior_precision : float or "auto"
+        "auto" maximises :func:`log_marginal_likelihood`.
+    """
+    mean = module.posterior.mean.detach()
+    G, nll, _ = ggn(module, batches, mean, structure)
+    eig = ggn_eigenvalues(G)
+    sq_norm = float(mean.double().pow(2).sum())
+    delta = tune_prior_precision(eig, sq_norm, nll) if prior_precision == "auto" else float(prior_precision)
+    return LaplaceFit(laplace_posterior(mean.cpu().float(), G, delta), delta,
+                      log_marginal_likelihood(delta, eig, sq_norm, nll))

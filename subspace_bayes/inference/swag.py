@@ -127,6 +127,7 @@ class SWAGCollector(Callback):
         m = SWAGMoments(self.max_snapshots)
         m.n, m.mean, m.sq_mean = state["n"], state["mean"], state["sq_mean"]
         m.recent.extend(state["recent"])
+        self.moments_ = m  # usable at once, also when no epoch is left to train
         self.restored_ = (m, state["interval"], state["step"])
 
     def on_epoch_begin(self, net, **kwargs):
