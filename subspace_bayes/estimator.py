@@ -417,7 +417,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     def _fit_laplace(self, dataset: TextDataset) -> None:
         """Post-hoc Laplace at the MAP cores over the training data."""
         self.module_.eval()
-        loader = DataLoader(dataset, batch_size=self.batch_size, collate_fn=self._collator())
+        loader = self._loader(dataset)
         batches = ({**{k: to_device(v, self.device_) for k, v in X.items() if k != "sample_weight"}, "labels": y}
                    for X, y in loader)
         fit = fit_laplace(self.module_, batches, self.laplace_structure, self.prior_precision)
@@ -440,6 +440,10 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
 
     def _collator(self) -> TextCollator:
         return TextCollator(self.tokenizer_, self.max_length)
+
+    def _loader(self, dataset) -> DataLoader:
+        """In-order batches of ``dataset`` for prediction and post-hoc steps."""
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self._collator())
 
     def _make_generators(self) -> None:
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
@@ -486,8 +490,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         backbone = load_backbone(self.backbone)
         names = find_target_modules(backbone, self.target_modules)
         idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
-        loader = DataLoader(TextDataset(inputs.subset(idx)), batch_size=self.batch_size,
-                            collate_fn=self._collator())
+        loader = self._loader(TextDataset(inputs.subset(idx)))
         return collect_input_moments(backbone, names, (X for X, _ in loader))
 
     def initialize_criterion(self):
@@ -595,8 +598,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         """
         self.check_is_fitted()
         inputs = coerce_texts(X)
-        loader = DataLoader(TextDataset(inputs), batch_size=self.batch_size,
-                            collate_fn=self._collator())
+        loader = self._loader(TextDataset(inputs))
         if self.verbose and len(loader) > 20:
             from tqdm.auto import tqdm
 
