@@ -57,16 +57,26 @@ def batches_of(clf, X):
     return [Xi for Xi, _ in loader]
 
 
-def predict_costs(clf, X, sample_counts):
-    """Seconds of predict for batched (folded) draws vs one pass per draw, per S."""
-    batches = batches_of(clf, X)
+def predict_costs(clf, X, sample_counts, sync=lambda: None):
+    """Seconds of predict for batched (folded) draws vs one pass per draw, per S.
+
+    ``sync`` is called before each clock reading (``torch.cuda.synchronize`` on a GPU).
+    """
+    batches = [{k: v.to(clf.device_) for k, v in b.items()} for b in batches_of(clf, X)]
     module = clf.module_.eval()
+
+    def clocked(fn):
+        sync()
+        out, seconds = timed(lambda: (fn(), sync()))
+        return out, seconds
+
     rows = []
     for S in sample_counts:
-        theta = clf._predictive_theta(S)
-        _, separate = timed(lambda: [mc_probabilities(module, batches, theta[s : s + 1]) for s in range(S)])
-        _, folded = timed(lambda: mc_probabilities(module, batches, theta))  # default chunking
-        _, whole = timed(lambda: mc_probabilities(module, batches, theta, max_rows=10**9))  # all S in one pass
+        theta = clf._predictive_theta(S).to(clf.device_)
+        mc_probabilities(module, batches[:1], theta)  # warm-up
+        _, separate = clocked(lambda: [mc_probabilities(module, batches, theta[s : s + 1]) for s in range(S)])
+        _, folded = clocked(lambda: mc_probabilities(module, batches, theta))  # default chunking
+        _, whole = clocked(lambda: mc_probabilities(module, batches, theta, max_rows=10**9))  # all S in one pass
         rows.append({"S": S, "batched_s": folded, "separate_s": separate, "ratio": folded / separate,
                      "one_pass_s": whole, "one_pass_ratio": whole / separate})
     return rows

@@ -1,8 +1,13 @@
 """Calibration quality of every method on GLUE tasks with the MiniLM backbone, mean ± std over seeds.
 
     python benchmarks/quality.py                               # SST-2, RTE, MRPC x 3 seeds (hours on 2 CPU cores)
-    python benchmarks/quality.py --datasets sst2 --seeds 0     # about 25 minutes on 2 CPU cores
+    python benchmarks/quality.py --datasets sst2 --seeds 0     # one cell of the grid
     python benchmarks/quality.py --glue-dir path/to/glue       # RTE and MRPC from another folder
+
+Results accumulate in the JSON file: a run with the same protocol (training size, epochs, samples,
+test/OOD sizes) skips the (dataset, seed) cells already there, so the grid can be filled in several
+runs (``--fresh`` starts over). The table in docs/benchmarks.md is rewritten between its markers after
+every cell; the rest of that page is left alone.
 
 Methods: MAP (LoRA-XS); MAP + temperature scaling; MC dropout on the MAP model; a deep ensemble of
 3 MAP models; VI (diag, lowrank, full); SWAG; Laplace (full, kron, diag) with MC and GLM predictives.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +62,21 @@ def load_task(name: str, glue_dir: Path, n_train: int, seed: int):
     tr, cal = idx[:n_train], idx[n_train : n_train + 200]
     pick = lambda ids: ([X[i] for i in ids], np.asarray(y)[ids])  # noqa: E731
     return (*pick(tr), *pick(cal), X_test, np.asarray(y_test))
+
+
+def cap(X, y, n, seed):
+    """At most ``n`` examples, drawn without replacement (all of them when ``n`` is None)."""
+    if n is None or len(X) <= n:
+        return X, np.asarray(y)
+    idx = np.sort(np.random.RandomState(seed).permutation(len(X))[:n])
+    return [X[i] for i in idx], np.asarray(y)[idx]
+
+
+def by_length(X, y=None):
+    """Sort examples by character length (shortest first): far less padding per batch, same metrics."""
+    order = np.argsort([len(x) if isinstance(x, str) else sum(map(len, x)) for x in X], kind="stable")
+    X = [X[i] for i in order]
+    return X if y is None else (X, np.asarray(y)[order])
 
 
 def _batches(clf, X):
@@ -111,10 +132,11 @@ def metrics(y, samples, samples_ood):
     }
 
 
-def run_seed(task, glue_dir, seed, n_train, epochs, X_ood):
-    X, y, X_cal, y_cal, X_test, y_test = load_task(task, glue_dir, n_train, seed)
-    common = dict(max_epochs=epochs, n_samples=16, random_state=seed, verbose=0,
-                  max_length=128 if task == "sst2" else 192)
+def run_seed(task, glue_dir, seed, args, X_ood):
+    X, y, X_cal, y_cal, X_test, y_test = load_task(task, glue_dir, args.n_train, seed)
+    X_test, y_test = by_length(*cap(X_test, y_test, args.n_test, seed))
+    S = args.n_samples
+    common = dict(max_epochs=args.epochs, n_samples=S, random_state=seed, verbose=0, max_length=args.max_length)
     out, seconds = {}, {}
 
     def record(name, clf, samples, samples_ood, t):
@@ -129,7 +151,7 @@ def run_seed(task, glue_dir, seed, n_train, epochs, X_ood):
     lap.module_.posterior = PointMass.from_mean(point.mean.detach())
     cal = CalibratedClassifierCV(FrozenEstimator(lap), method="temperature").fit(X_cal, y_cal)
     record("MAP + temperature", lap, cal.predict_proba(X_test)[None], cal.predict_proba(X_ood)[None], t_lap)
-    record("MC dropout (p=0.1)", lap, mc_dropout(lap, X_test), mc_dropout(lap, X_ood), t_lap)
+    record("MC dropout (p=0.1)", lap, mc_dropout(lap, X_test, S=S), mc_dropout(lap, X_ood, S=S), t_lap)
     lap.module_.posterior = point
     for predictive in ("mc", "glm"):
         lap.set_params(predictive=predictive)
@@ -160,7 +182,7 @@ def run_seed(task, glue_dir, seed, n_train, epochs, X_ood):
     return out, seconds
 
 
-def table(results: dict, seeds: list[int]) -> str:
+def table(results: dict) -> str:
     lines = []
     for task, per_seed in results.items():
         methods = list(per_seed[0]["metrics"])
@@ -177,41 +199,72 @@ def table(results: dict, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
+PROTOCOL = ("n_train", "epochs", "n_samples", "n_test", "n_ood", "max_length")
+
+
+def write_markdown(path: Path, args, results: dict) -> None:
+    """Rewrite the block between the markers of ``path`` (created when missing); keep the rest."""
+    done = {task: sorted(r["seed"] for r in per_seed) for task, per_seed in results.items()}
+    command = ("python benchmarks/quality.py --datasets " + " ".join(done) + " --seeds "
+               + " ".join(map(str, sorted({s for seeds in done.values() for s in seeds})))
+               + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in PROTOCOL
+                         if getattr(args, k) is not None))
+    block = (
+        f"{BEGIN}\nRegenerate this table with:\n\n```bash\n{command}\n```\n\n"
+        f"MiniLM-L6 backbone, rank 8, {args.n_train} training examples, {args.epochs} epochs, "
+        f"{args.n_samples} posterior samples, at most {args.n_test or 'all'} test examples, "
+        f"{args.n_ood} AG News snippets as OOD, max_length {args.max_length}; "
+        "ECE with 15 equal-width bins; OOD AUROC separates the test set from AG News by predictive entropy. "
+        "Mean ± std over the seeds run for each dataset (seeds per dataset: "
+        + ", ".join(f"{t} {s}" for t, s in done.items()) + ").\n\n" + table(results) + f"\n{END}"
+    )
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["sst2", "rte", "mrpc"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--glue-dir", type=Path, default=DEFAULT_GLUE)
+    parser.add_argument("--n-samples", type=int, default=16, help="posterior samples per prediction")
+    parser.add_argument("--n-test", type=int, default=None, help="cap on test examples (default: all)")
     parser.add_argument("--n-ood", type=int, default=500)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--glue-dir", type=Path, default=DEFAULT_GLUE)
+    parser.add_argument("--fresh", action="store_true", help="ignore cells already in the JSON file")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    X_ood = load_agnews_ood(n=args.n_ood)
-    results = {}
-    for task in args.datasets:
-        results[task] = []
-        for seed in args.seeds:
+    warnings.filterwarnings("ignore", message="Some inputs are longer than max_length")
+    protocol = {k: getattr(args, k) for k in PROTOCOL}
+    results: dict = {}
+    if args.output.exists() and not args.fresh:
+        stored = json.loads(args.output.read_text())
+        if stored.get("protocol") == protocol:
+            results = stored["results"]
+        else:
+            print(f"[quality] {args.output} holds another protocol; starting a new table", flush=True)
+    X_ood = by_length(load_agnews_ood(n=args.n_ood))
+    for seed in args.seeds:  # seed-major: every dataset gets a first seed before any gets a second
+        for task in args.datasets:
+            if any(r["seed"] == seed for r in results.get(task, [])):
+                continue
             print(f"[quality] {task}, seed {seed}", flush=True)
-            m, s = run_seed(task, args.glue_dir, seed, args.n_train, args.epochs, X_ood)
-            results[task].append({"seed": seed, "metrics": m, "seconds": s})
-            print(table({task: results[task]}, args.seeds), flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
-                                      indent=2))
-    text = table(results, args.seeds)
-    print(text)
-    command = "python benchmarks/quality.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k in ("datasets", "seeds", "n_train", "epochs"))
-    args.markdown.write_text(
-        "# Benchmarks\n\n"
-        f"Regenerate this page with:\n\n```bash\n{command}\n```\n\n"
-        f"MiniLM-L6 backbone, rank 8, {args.n_train} training examples, {args.epochs} epochs, 16 posterior samples; "
-        "ECE with 15 equal-width bins; OOD AUROC separates the test set from AG News snippets by predictive entropy. "
-        "The cost of each method, measured side by side, is in [cost.md](cost.md).\n\n" + text
-    )
+            t0 = time.perf_counter()
+            m, s = run_seed(task, args.glue_dir, seed, args, X_ood)
+            results.setdefault(task, []).append({"seed": seed, "metrics": m, "seconds": s})
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps({"protocol": protocol, "results": results}, indent=2))
+            write_markdown(args.markdown, args, results)
+            print(table({task: results[task]}), f"\n[quality] {task}, seed {seed}: "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ __all__ = [
     "find_target_modules",
     "inject_adapters",
     "collect_input_moments",
+    "draw_independent_prefix",
+    "shared_across_draws",
 ]
 
 #: Default adapted modules per ``config.model_type`` (attention query and value).
@@ -310,3 +312,62 @@ def collect_input_moments(
         for h in handles:
             h.remove()
     return {n: sums[n] / max(counts[n], 1) for n in sums}
+
+
+def draw_independent_prefix(model: nn.Module) -> nn.Module | None:
+    """The frozen input module that runs before every adapter, or ``None``.
+
+    This is ``model.embeddings`` where the model has one (BERT, RoBERTa,
+    DistilBERT, ...: token + position + type embeddings and their LayerNorm),
+    else ``model.get_input_embeddings()`` (LLaMA-likes: the token embedding).
+    Its output is the same for every draw of ``theta``, so a folded forward pass
+    need not compute it ``S`` times. ``None`` when the candidate holds an adapter.
+    """
+    prefix = getattr(model, "embeddings", None)
+    if not isinstance(prefix, nn.Module):
+        getter = getattr(model, "get_input_embeddings", None)
+        prefix = getter() if callable(getter) else None
+    if prefix is None or any(isinstance(m, ProjectedLinear) for m in prefix.modules()):
+        return None
+    return prefix
+
+
+@contextmanager
+def shared_across_draws(module: nn.Module | None, n_draws: int, n_rows: int) -> Iterator[None]:
+    """Inside the block, ``module`` runs once on the first ``n_rows`` rows and tiles its output.
+
+    In a folded forward pass the batch holds ``n_draws`` copies of the same
+    ``n_rows`` inputs (sample-major). A module that sees no adapter gives the
+    same output for every copy: ``f(tile(x)) = tile(f(x))``. This saves
+    ``(S - 1) / S`` of its cost. Tensor arguments whose first axis is
+    ``n_draws * n_rows`` are cut to their first ``n_rows`` rows; others (e.g.
+    broadcast position ids) pass unchanged. Nothing is shared when the module
+    has active dropout (the copies would then differ), when ``n_draws == 1``, or
+    when its output is not a single tensor.
+    """
+    active_dropout = module is not None and any(
+        isinstance(m, nn.Dropout) and m.training and m.p > 0 for m in module.modules())
+    if module is None or n_draws <= 1 or active_dropout:
+        yield
+        return
+    folded = n_draws * n_rows
+    own = module.__dict__.get("forward")  # e.g. a hook-wrapped forward installed by another library
+    original = module.forward
+
+    def cut(v):
+        return v[:n_rows] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == folded else v
+
+    def forward(*args, **kwargs):
+        out = original(*map(cut, args), **{k: cut(v) for k, v in kwargs.items()})
+        if not isinstance(out, Tensor) or out.shape[0] != n_rows:
+            return original(*args, **kwargs)  # not a per-row module after all: compute it in full
+        return out.repeat(n_draws, *([1] * (out.dim() - 1)))
+
+    module.forward = forward
+    try:
+        yield
+    finally:
+        if own is None:
+            del module.forward  # back to the class's forward
+        else:
+            module.forward = own

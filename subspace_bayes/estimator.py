@@ -501,7 +501,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         kwargs = self.get_params_for("optimizer")
         kwargs.pop("lr", None)
         groups = [
-            {"params": list(self.module_.posterior.parameters()), "lr": self.lr, "weight_decay": 0.0},
+            *({**group, "weight_decay": 0.0} for group in self.module_.posterior.parameter_groups(self.lr)),
             {"params": list(self.module_.head.parameters()), "lr": self.head_lr, "weight_decay": self.weight_decay},
         ]
         self.optimizer_ = self.optimizer(groups, lr=self.lr, **kwargs)
@@ -598,7 +598,8 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         """
         self.check_is_fitted()
         inputs = coerce_texts(X)
-        loader = self._loader(TextDataset(inputs))
+        order = inputs.by_length()  # similar lengths per batch: less padding; undone below
+        loader = self._loader(TextDataset(inputs.subset(order)))
         if self.verbose and len(loader) > 20:
             from tqdm.auto import tqdm
 
@@ -611,8 +612,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
             n_classes = len(self.classes_)
             eps = torch.randn(n_samples or self.n_samples, len(inputs), n_classes, generator=self._predict_generator(),
                               dtype=torch.float64)
-            return glm_probabilities(self.module_, batches, posterior, eps)
-        return mc_probabilities(self.module_, batches, self._predictive_theta(n_samples))
+            probs = glm_probabilities(self.module_, batches, posterior, eps[:, order])
+        else:
+            probs = mc_probabilities(self.module_, batches, self._predictive_theta(n_samples))
+        out = np.empty_like(probs)
+        out[:, order] = probs
+        return out
 
     def posterior_spectrum(self) -> np.ndarray:
         """Eigenvalues of the posterior covariance over ``theta``, largest first (shape ``(D,)``).

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .adapters import ProjectedLinear, inject_adapters
+from .adapters import ProjectedLinear, draw_independent_prefix, inject_adapters, shared_across_draws
 from .backbones import default_pooling, pool
 from .posteriors import GaussianPosterior, make_posterior
 
@@ -101,7 +101,9 @@ class SubspaceClassifierModule(nn.Module):
         """Pooled backbone features ``(S * N, H)``, sample-major.
 
         By default every draw sees every input (the inputs are repeated ``S``
-        times). With ``paired=True`` draw ``i`` goes with input ``i`` only
+        times); the frozen embeddings, which precede every adapter, are then
+        computed once and tiled (:func:`~subspace_bayes.adapters.shared_across_draws`).
+        With ``paired=True`` draw ``i`` goes with input ``i`` only
         (``S == N``), which gives per-example gradients w.r.t. ``theta``.
         """
         S = theta.shape[0]
@@ -115,7 +117,8 @@ class SubspaceClassifierModule(nn.Module):
         mask = fold(attention_mask)
         dtype = PRECISIONS[self.precision]
         autocast = nullcontext() if dtype is None else torch.autocast(input_ids.device.type, dtype=dtype)
-        with self.bank.bind(theta), autocast:
+        shared = shared_across_draws(None if paired else draw_independent_prefix(self.backbone), S, input_ids.shape[0])
+        with self.bank.bind(theta), autocast, shared:
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden.float(), mask, self.pooling)
 

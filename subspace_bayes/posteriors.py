@@ -101,7 +101,27 @@ class GaussianPosterior(nn.Module):
         """Dense ``Sigma``, shape ``(D, D)`` (use only for small ``D``)."""
         raise NotImplementedError
 
+    def _dense_factor(self) -> nn.Parameter | None:
+        """A ``D x D`` covariance factor that needs a smaller step (see :meth:`parameter_groups`)."""
+        return None
+
     # -- shared -----------------------------------------------------------------
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups for learning rate ``lr``.
+
+        Adam moves every entry by about ``lr`` per step whatever the size of
+        its gradient, so a row of a dense ``D x D`` Cholesky factor would move
+        by about ``lr * sqrt(D)`` per step and swamp the initial scale within a
+        few steps. Such a factor gets ``lr / sqrt(D)``, so one of its rows moves
+        about as far as one diagonal scale; everything else gets ``lr``. (A
+        low-rank factor has only ``k`` columns and keeps ``lr``.)
+        """
+        dense = self._dense_factor()
+        if dense is None:
+            return [{"params": list(self.parameters()), "lr": lr}]
+        rest = [p for p in self.parameters() if p is not dense]
+        return [{"params": rest, "lr": lr}, {"params": [dense], "lr": lr / math.sqrt(self.dim)}]
+
     def rsample(self, n: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` reparameterised samples ``theta = mu + Sigma^{1/2} eps``.
 
@@ -322,6 +342,9 @@ class FullGaussian(GaussianPosterior):
 
     def _noise_dim(self) -> int:
         return self.dim
+
+    def _dense_factor(self) -> nn.Parameter:
+        return self.tril
 
     def _colour(self, eps: Tensor) -> Tensor:
         return eps @ self.scale_tril.T

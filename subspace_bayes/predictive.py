@@ -44,7 +44,7 @@ def uncertainty_decomposition(sample_probs: np.ndarray) -> dict[str, np.ndarray]
 #: Sequences per forward pass when draws are folded into the batch, by device type. Measured
 #: (docs/cost.md): on 2 CPU cores very large folded batches are slower than a few medium ones,
 #: while a GPU keeps gaining from wide batches.
-FOLD_ROWS = {"cpu": 128, "cuda": 4096}
+FOLD_ROWS = {"cpu": 64, "cuda": 4096}
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ from subspace_bayes.adapters import (
     NoTargetModulesError,
     ProjectedLinear,
     collect_input_moments,
+    draw_independent_prefix,
     find_target_modules,
     inject_adapters,
 )
@@ -73,15 +74,60 @@ def test_nonzero_core_changes_the_output_and_matches_the_dense_update(family):
         assert not torch.allclose(out[4 * s : 4 * (s + 1)], layer.base_layer(x[4 * s : 4 * (s + 1)]))
 
 
-def test_folded_draws_equal_separate_passes():
-    module = SubspaceClassifierModule(_tiny("bert"), 2, rank=4, covariance="diag").eval()
+def _prefix_rows(module, monkeypatch):
+    """Record the batch sizes the draw-independent prefix computes (its class's forward is spied on)."""
+    rows = []
+    cls = type(draw_independent_prefix(module.backbone))
+    original = cls.forward
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        rows.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(cls, "forward", spy)
+    return rows
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "llama"])
+def test_folded_draws_equal_separate_passes(family, monkeypatch):
+    module = SubspaceClassifierModule(_tiny(family), 2, rank=4, covariance="diag").eval()
     ids, mask = _batch()
     theta = module.sample_theta(5, torch.Generator().manual_seed(0)).detach()
+    rows = _prefix_rows(module, monkeypatch)
     with torch.no_grad():
         folded = module(ids, mask, theta=theta)
+        assert rows == [3]  # the embeddings ran once for the 3 inputs, not for 5 x 3 folded rows
         separate = torch.stack([module(ids, mask, theta=theta[s : s + 1])[0] for s in range(5)])
     assert folded.shape == (5, 3, 2)
     torch.testing.assert_close(folded, separate, atol=1e-5, rtol=1e-5)
+    assert "forward" not in vars(draw_independent_prefix(module.backbone))  # the class's forward is back
+
+
+def test_prefix_is_not_shared_when_dropout_is_active_or_draws_are_paired(monkeypatch):
+    module = SubspaceClassifierModule(_tiny("bert"), 2, rank=4, covariance="diag").eval()
+    ids, mask = _batch()
+    theta = module.sample_theta(3, torch.Generator().manual_seed(0)).detach()
+    rows = _prefix_rows(module, monkeypatch)
+    with torch.no_grad():
+        module.paired_logits({"input_ids": ids, "attention_mask": mask}, theta)
+        prefix = draw_independent_prefix(module.backbone)
+        prefix.train()  # tiny BERT's embedding dropout is 0.1: every folded row must get its own mask
+        module(ids, mask, theta=theta)
+    assert rows == [3, 9]
+
+
+def test_no_prefix_is_shared_when_it_holds_an_adapter():
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = nn.Sequential(nn.Linear(8, 8))
+
+    toy = Toy()
+    assert draw_independent_prefix(toy) is toy.embeddings
+    inject_adapters(toy, rank=2, target_modules=["embeddings.0"])
+    assert draw_independent_prefix(toy) is None
+    assert draw_independent_prefix(nn.Sequential(nn.Linear(2, 2))) is None
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from sklearn.preprocessing import FunctionTransformer
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes._validation import InvalidParameterError
 from subspace_bayes.metrics import neg_ece_scorer
+from subspace_bayes.text import coerce_texts
 
 from conftest import tiny_kwargs
 
@@ -68,6 +69,30 @@ class TestFitPredict:
             fitted.set_params(batch_size=16)
         np.testing.assert_allclose(p, q, atol=1e-6)
         assert other.batch_size == 5
+
+    def test_each_row_depends_only_on_its_text_not_on_the_order(self, fitted, toy_test):
+        # MC draws theta once per call, so a row's probabilities follow its text wherever it stands.
+        X = toy_test[0]
+        perm = np.random.RandomState(0).permutation(len(X))
+        p = fitted.predict_sample_proba(X)
+        q = fitted.predict_sample_proba([X[i] for i in perm])
+        np.testing.assert_allclose(q, p[:, perm], atol=1e-6)
+        assert np.ptp(p, axis=0).max() > 1e-3  # the draws differ, so a mix-up would show
+
+    @pytest.mark.parametrize("predictive", ["mc", "glm"])
+    def test_length_sorted_batches_are_returned_in_input_order(self, fitted, toy_test, predictive, monkeypatch):
+        from subspace_bayes.text import TextInputs
+
+        X = toy_test[0]
+        assert not np.array_equal(coerce_texts(X).by_length(), np.arange(len(X)))
+        fitted.set_params(predictive=predictive)
+        try:
+            p = fitted.predict_sample_proba(X)
+            monkeypatch.setattr(TextInputs, "by_length", lambda self: np.arange(len(self)))
+            q = fitted.predict_sample_proba(X)  # the same call without sorting
+        finally:
+            fitted.set_params(predictive="mc")
+        np.testing.assert_allclose(p, q, atol=1e-6)
 
     def test_same_random_state_gives_identical_fits(self, tiny_bert_dir, toy_data, toy_test):
         X, y = toy_data
