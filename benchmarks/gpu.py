@@ -98,7 +98,7 @@ def main() -> None:
     head = (f"`python benchmarks/gpu.py{' --quick' if args.quick else ''}` on {name}, torch {torch.__version__}, "
             f"CUDA {torch.version.cuda}, Python {platform.python_version()}; MiniLM-L6, rank 8, batch {args.batch_size}, "
             f"{n} SST-2 sentences x {epochs} epochs, prediction on {len(X_val)} sentences")
-    lines = [head, "", "| precision | posterior | fit examples/s | predict examples/s (S=32) | peak fit GPU MB |",
+    lines = [head, "", "| precision | posterior | fit examples/s | predict examples/s (S=32; MAP: 1 draw) | peak fit GPU MB |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['precision']} | {r['posterior']} | {r['fit_examples_per_s']:.0f} | "
               f"{r['predict_examples_per_s_S32']:.0f} | {r['peak_fit_gpu_memory_mb']:.0f} |" for r in rows]

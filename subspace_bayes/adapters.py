@@ -10,7 +10,8 @@ pass evaluates ``S`` draws at once.
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+import warnings
+from contextlib import ExitStack, contextmanager
 from typing import Iterable, Iterator, Sequence
 
 import torch
@@ -314,54 +315,74 @@ def collect_input_moments(
     return {n: sums[n] / max(counts[n], 1) for n in sums}
 
 
-def draw_independent_prefix(model: nn.Module) -> nn.Module | None:
-    """The frozen input module that runs before every adapter, or ``None``.
+def _holds_adapter(module: nn.Module) -> bool:
+    return any(isinstance(m, ProjectedLinear) for m in module.modules())
 
-    This is ``model.embeddings`` where the model has one (BERT, RoBERTa,
-    DistilBERT, ...: token + position + type embeddings and their LayerNorm),
-    else ``model.get_input_embeddings()`` (LLaMA-likes: the token embedding).
-    Its output is the same for every draw of ``theta``, so a folded forward pass
-    need not compute it ``S`` times. ``None`` when the candidate holds an adapter.
+
+def _layer_stack(model: nn.Module) -> nn.ModuleList | None:
+    """The model's stack of transformer blocks: its longest ``nn.ModuleList`` of same-typed modules."""
+    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0
+              and len({type(b) for b in m}) == 1]
+    return max(stacks, key=len, default=None)
+
+
+def draw_independent_prefix(model: nn.Module) -> list[nn.Module]:
+    """The frozen modules that run before any adapter, in order.
+
+    First the input module: ``model.embeddings`` where the model has one
+    (BERT, RoBERTa, DistilBERT, ...: token + position + type embeddings and
+    their LayerNorm), else ``model.get_input_embeddings()`` (LLaMA-likes).
+    Then every block of the layer stack before the first block that holds an
+    adapter: with the default targets (every layer) there is none, with
+    adapters on the top layers only the blocks below them. Their outputs are
+    the same for every draw of ``theta``, so a folded forward pass need not
+    compute them ``S`` times (:func:`shared_across_draws`). Empty when the
+    input module itself holds an adapter.
     """
-    prefix = getattr(model, "embeddings", None)
-    if not isinstance(prefix, nn.Module):
+    inputs = getattr(model, "embeddings", None)
+    if not isinstance(inputs, nn.Module):
         getter = getattr(model, "get_input_embeddings", None)
-        prefix = getter() if callable(getter) else None
-    if prefix is None or any(isinstance(m, ProjectedLinear) for m in prefix.modules()):
-        return None
+        inputs = getter() if callable(getter) else None
+    if inputs is None or _holds_adapter(inputs):
+        return []
+    prefix = [inputs]
+    for block in _layer_stack(model) or []:
+        if _holds_adapter(block):
+            break
+        prefix.append(block)
     return prefix
 
 
-@contextmanager
-def shared_across_draws(module: nn.Module | None, n_draws: int, n_rows: int) -> Iterator[None]:
-    """Inside the block, ``module`` runs once on the first ``n_rows`` rows and tiles its output.
+def _map_tensors(fn, value):
+    """Apply ``fn`` to every tensor in ``value``, looking into tuples and lists."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(fn, v) for v in value)
+    return value
 
-    In a folded forward pass the batch holds ``n_draws`` copies of the same
-    ``n_rows`` inputs (sample-major). A module that sees no adapter gives the
-    same output for every copy: ``f(tile(x)) = tile(f(x))``. This saves
-    ``(S - 1) / S`` of its cost. Tensor arguments whose first axis is
-    ``n_draws * n_rows`` are cut to their first ``n_rows`` rows; others (e.g.
-    broadcast position ids) pass unchanged. Nothing is shared when the module
-    has active dropout (the copies would then differ), when ``n_draws == 1``, or
-    when its output is not a single tensor.
-    """
-    active_dropout = module is not None and any(
-        isinstance(m, nn.Dropout) and m.training and m.p > 0 for m in module.modules())
-    if module is None or n_draws <= 1 or active_dropout:
-        yield
-        return
+
+@contextmanager
+def _computed_once(module: nn.Module, n_draws: int, n_rows: int) -> Iterator[None]:
     folded = n_draws * n_rows
     own = module.__dict__.get("forward")  # e.g. a hook-wrapped forward installed by another library
     original = module.forward
 
-    def cut(v):
-        return v[:n_rows] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == folded else v
+    def cut(t: Tensor) -> Tensor:
+        return t[:n_rows] if t.dim() > 0 and t.shape[0] == folded else t
+
+    def per_row(out) -> bool:
+        tensors = []
+        _map_tensors(tensors.append, out)
+        return bool(tensors) and all(t.dim() > 0 and t.shape[0] == n_rows for t in tensors)
 
     def forward(*args, **kwargs):
-        out = original(*map(cut, args), **{k: cut(v) for k, v in kwargs.items()})
-        if not isinstance(out, Tensor) or out.shape[0] != n_rows:
-            return original(*args, **kwargs)  # not a per-row module after all: compute it in full
-        return out.repeat(n_draws, *([1] * (out.dim() - 1)))
+        out = original(*_map_tensors(cut, args), **{k: _map_tensors(cut, v) for k, v in kwargs.items()})
+        if not per_row(out):  # not a row-wise module after all: compute it in full (correct, slower)
+            warnings.warn(f"{type(module).__name__} does not map input rows to output rows, so it is computed "
+                          "for every draw; please report this model type.", RuntimeWarning, stacklevel=2)
+            return original(*args, **kwargs)
+        return _map_tensors(lambda t: t.repeat(n_draws, *([1] * (t.dim() - 1))), out)
 
     module.forward = forward
     try:
@@ -371,3 +392,26 @@ def shared_across_draws(module: nn.Module | None, n_draws: int, n_rows: int) -> 
             del module.forward  # back to the class's forward
         else:
             module.forward = own
+
+
+@contextmanager
+def shared_across_draws(modules: Sequence[nn.Module], n_draws: int, n_rows: int) -> Iterator[None]:
+    """Inside the block, each of ``modules`` runs once on the first ``n_rows`` rows and tiles its output.
+
+    In a folded forward pass the batch holds ``n_draws`` copies of the same
+    ``n_rows`` inputs (sample-major). A module that sees no adapter, fed tiled
+    inputs, gives the same output for every copy: ``f(tile(x)) = tile(f(x))``,
+    which saves ``(S - 1) / S`` of its cost. Tensor arguments (also inside
+    tuples) whose first axis is ``n_draws * n_rows`` are cut to their first
+    ``n_rows`` rows; others (broadcast masks, position ids) pass unchanged.
+    ``modules`` must be a prefix of the network (:func:`draw_independent_prefix`).
+    Nothing is shared when ``n_draws == 1`` or when a module has active dropout
+    (its copies would then differ).
+    """
+    active_dropout = any(isinstance(m, nn.Dropout) and m.training and m.p > 0
+                         for module in modules for m in module.modules())
+    with ExitStack() as stack:
+        if n_draws > 1 and not active_dropout:
+            for module in modules:
+                stack.enter_context(_computed_once(module, n_draws, n_rows))
+        yield

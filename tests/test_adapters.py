@@ -77,7 +77,7 @@ def test_nonzero_core_changes_the_output_and_matches_the_dense_update(family):
 def _prefix_rows(module, monkeypatch):
     """Record the batch sizes the draw-independent prefix computes (its class's forward is spied on)."""
     rows = []
-    cls = type(draw_independent_prefix(module.backbone))
+    cls = type(draw_independent_prefix(module.backbone)[0])
     original = cls.forward
 
     def spy(self, *args, **kwargs):
@@ -101,7 +101,7 @@ def test_folded_draws_equal_separate_passes(family, monkeypatch):
         separate = torch.stack([module(ids, mask, theta=theta[s : s + 1])[0] for s in range(5)])
     assert folded.shape == (5, 3, 2)
     torch.testing.assert_close(folded, separate, atol=1e-5, rtol=1e-5)
-    assert "forward" not in vars(draw_independent_prefix(module.backbone))  # the class's forward is back
+    assert "forward" not in vars(draw_independent_prefix(module.backbone)[0])  # the class's forward is back
 
 
 def test_prefix_is_not_shared_when_dropout_is_active_or_draws_are_paired(monkeypatch):
@@ -111,7 +111,7 @@ def test_prefix_is_not_shared_when_dropout_is_active_or_draws_are_paired(monkeyp
     rows = _prefix_rows(module, monkeypatch)
     with torch.no_grad():
         module.paired_logits({"input_ids": ids, "attention_mask": mask}, theta)
-        prefix = draw_independent_prefix(module.backbone)
+        prefix = draw_independent_prefix(module.backbone)[0]
         prefix.train()  # tiny BERT's embedding dropout is 0.1: every folded row must get its own mask
         module(ids, mask, theta=theta)
     assert rows == [3, 9]
@@ -124,12 +124,52 @@ def test_no_prefix_is_shared_when_it_holds_an_adapter():
             self.embeddings = nn.Sequential(nn.Linear(8, 8))
 
     toy = Toy()
-    assert draw_independent_prefix(toy) is toy.embeddings
+    assert draw_independent_prefix(toy) == [toy.embeddings]
     inject_adapters(toy, rank=2, target_modules=["embeddings.0"])
-    assert draw_independent_prefix(toy) is None
-    assert draw_independent_prefix(nn.Sequential(nn.Linear(2, 2))) is None
+    assert draw_independent_prefix(toy) == []
+    assert draw_independent_prefix(nn.Sequential(nn.Linear(2, 2))) == []
 
 
+@pytest.mark.parametrize("family, stack", [("bert", "encoder.layer"), ("llama", "layers")])
+def test_blocks_below_the_first_adapted_layer_are_computed_once(family, stack, monkeypatch):
+    # Adapters on the top block only: the embeddings and the bottom block are draw-independent.
+    backbone = _tiny(family)
+    targets = {"bert": r".*layer\.1\.attention\.self\.(query|value)", "llama": r".*layers\.1\.self_attn\.(q|v)_proj"}
+    module = SubspaceClassifierModule(backbone, 2, rank=4, covariance="diag", target_modules=targets[family]).eval()
+    blocks = backbone.get_submodule(stack)
+    prefix = draw_independent_prefix(backbone)
+    assert prefix[1:] == [blocks[0]]
+    ids, mask = _batch()
+    theta = module.sample_theta(4, torch.Generator().manual_seed(0)).detach()
+    rows = []
+    original = type(blocks[0]).forward
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        rows.append((out if isinstance(out, torch.Tensor) else out[0]).shape[0])
+        return out
+
+    monkeypatch.setattr(type(blocks[0]), "forward", spy)
+    with torch.no_grad():
+        folded = module(ids, mask, theta=theta)
+        assert rows == [3, 12]  # block 0 once for the 3 inputs; block 1 (adapted) for 4 draws x 3
+        separate = torch.stack([module(ids, mask, theta=theta[s : s + 1])[0] for s in range(4)])
+    torch.testing.assert_close(folded, separate, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(folded[0], folded[1])  # the draws do differ
+
+
+def test_a_prefix_module_that_is_not_row_wise_is_computed_in_full():
+    from subspace_bayes.adapters import shared_across_draws
+
+    class Summary(nn.Module):  # output has one row whatever the batch: not row-wise
+        def forward(self, x):
+            return x.sum(0, keepdim=True)
+
+    m = Summary()
+    x = torch.arange(6.0).reshape(6, 1).repeat(1, 2)  # 3 draws x 2 rows, rows differ
+    with pytest.warns(RuntimeWarning, match="computed for every draw"), shared_across_draws([m], 3, 2):
+        out = m(x)
+    torch.testing.assert_close(out, x.sum(0, keepdim=True))
 @pytest.mark.parametrize(
     "covariance, extra",
     [(None, lambda D, k: D), ("diag", lambda D, k: 2 * D), ("lowrank", lambda D, k: 2 * D + D * k),
