@@ -1,0 +1,59 @@
+"""The bookkeeping of benchmarks/quality.py: resumable cells, tables, and the page it rewrites."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _results(values_by_seed):
+    cell = lambda v: {"accuracy": v, "ece": v / 10, "nll": v, "brier": v, "ood_auroc": v}  # noqa: E731
+    return {"sst2": [{"seed": s, "metrics": {"MAP (LoRA-XS)": cell(v)}, "seconds": {}} for s, v in values_by_seed]}
+
+
+def _args():
+    return argparse.Namespace(n_train=500, epochs=8, n_samples=8, n_test=None, n_ood=300, max_length=128)
+
+
+def test_table_reports_mean_and_population_std_over_seeds(quality):
+    text = quality.table(_results([(0, 0.7), (1, 0.8), (2, 0.9)]))
+    assert "### sst2 (3 seeds)" in text
+    assert f"| MAP (LoRA-XS) | 0.800 ± {np.std([0.7, 0.8, 0.9]):.3f} | 0.080 ± 0.008 |" in text
+
+
+def test_markdown_block_is_replaced_and_the_rest_of_the_page_kept(quality, tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Title\n\nintro\n\n{quality.BEGIN}\nold table\n{quality.END}\n\n## Targets\nkept\n")
+    quality.write_markdown(page, _args(), _results([(0, 0.75)]))
+    text = page.read_text()
+    assert "old table" not in text and "0.750" in text
+    assert text.startswith("# Title\n\nintro\n\n") and text.endswith("\n\n## Targets\nkept\n")
+    assert "--datasets sst2 --seeds 0 --n-train 500 --epochs 8" in text and "--n-test" not in text
+    quality.write_markdown(page, _args(), _results([(0, 0.75), (1, 0.85)]))  # a second cell: one block still
+    assert page.read_text().count(quality.BEGIN) == 1 and "0.800 ± 0.050" in page.read_text()
+
+
+def test_markdown_block_is_appended_to_a_page_without_markers(quality, tmp_path):
+    page = tmp_path / "new.md"
+    quality.write_markdown(page, _args(), _results([(0, 0.75)]))
+    assert page.read_text().startswith("# Benchmarks\n\n" + quality.BEGIN)
+
+
+def test_length_order_and_cap(quality):
+    X, y = quality.by_length(["ccc", ("a", "bbbb"), "b"], [0, 1, 2])
+    assert X == ["b", "ccc", ("a", "bbbb")] and list(y) == [2, 0, 1]
+    Xc, yc = quality.cap(list("abcdef"), np.arange(6), 3, seed=0)
+    assert len(Xc) == 3 and [ord(c) - 97 for c in Xc] == list(yc)  # rows stay aligned, original order
+    assert quality.cap(list("ab"), [0, 1], 5, seed=0)[0] == ["a", "b"]
