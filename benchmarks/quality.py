@@ -207,12 +207,15 @@ PROTOCOL = ("n_train", "epochs", "n_samples", "n_test", "n_ood", "max_length")
 def write_markdown(path: Path, args, results: dict) -> None:
     """Rewrite the block between the markers of ``path`` (created when missing); keep the rest."""
     done = {task: sorted(r["seed"] for r in per_seed) for task, per_seed in results.items()}
-    command = ("python benchmarks/quality.py --datasets " + " ".join(done) + " --seeds "
-               + " ".join(map(str, sorted({s for seeds in done.values() for s in seeds})))
-               + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in PROTOCOL
-                         if getattr(args, k) is not None))
+    protocol = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in PROTOCOL if getattr(args, k) is not None)
+    by_seeds: dict = {}  # one command per set of seeds, so the commands run exactly these cells
+    for task, seeds in done.items():
+        by_seeds.setdefault(tuple(seeds), []).append(task)
+    command = "\n".join(f"python benchmarks/quality.py --datasets {' '.join(tasks)} --seeds {' '.join(map(str, seeds))}"
+                        f"{protocol}" for seeds, tasks in by_seeds.items())
     block = (
-        f"{BEGIN}\nRegenerate this table with:\n\n```bash\n{command}\n```\n\n"
+        f"{BEGIN}\nRegenerate this table with (a cell already in `benchmarks/results/quality.json` is skipped):"
+        f"\n\n```bash\n{command}\n```\n\n"
         f"MiniLM-L6 backbone, rank 8, {args.n_train} training examples, {args.epochs} epochs, "
         f"{args.n_samples} posterior samples, at most {args.n_test or 'all'} test examples, "
         f"{args.n_ood} AG News snippets as OOD, max_length {args.max_length}; "

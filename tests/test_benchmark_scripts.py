@@ -43,6 +43,10 @@ def test_markdown_block_is_replaced_and_the_rest_of_the_page_kept(quality, tmp_p
     assert "--datasets sst2 --seeds 0 --n-train 500 --epochs 8" in text and "--n-test" not in text
     quality.write_markdown(page, _args(), _results([(0, 0.75), (1, 0.85)]))  # a second cell: one block still
     assert page.read_text().count(quality.BEGIN) == 1 and "0.800 ± 0.050" in page.read_text()
+    results = {**_results([(0, 0.75), (1, 0.85)]), "mrpc": _results([(0, 0.6)])["sst2"]}
+    quality.write_markdown(page, _args(), results)  # one command per set of seeds: exactly these cells
+    assert "--datasets sst2 --seeds 0 1 --n-train" in page.read_text()
+    assert "--datasets mrpc --seeds 0 --n-train" in page.read_text()
 
 
 def test_markdown_block_is_appended_to_a_page_without_markers(quality, tmp_path):
