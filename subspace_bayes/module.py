@@ -101,8 +101,9 @@ class SubspaceClassifierModule(nn.Module):
         """Pooled backbone features ``(S * N, H)``, sample-major.
 
         By default every draw sees every input (the inputs are repeated ``S``
-        times); the frozen embeddings, which precede every adapter, are then
-        computed once and tiled (:func:`~subspace_bayes.adapters.shared_across_draws`).
+        times); the frozen modules before the first adapter (the embeddings,
+        and any unadapted blocks below it) are then computed once and tiled
+        (:func:`~subspace_bayes.adapters.shared_across_draws`).
         With ``paired=True`` draw ``i`` goes with input ``i`` only
         (``S == N``), which gives per-example gradients w.r.t. ``theta``.
         """
@@ -117,7 +118,8 @@ class SubspaceClassifierModule(nn.Module):
         mask = fold(attention_mask)
         dtype = PRECISIONS[self.precision]
         autocast = nullcontext() if dtype is None else torch.autocast(input_ids.device.type, dtype=dtype)
-        shared = shared_across_draws([] if paired else draw_independent_prefix(self.backbone), S, input_ids.shape[0])
+        prefix = [] if paired or S == 1 else draw_independent_prefix(self.backbone)  # nothing to share at S=1
+        shared = shared_across_draws(prefix, S, input_ids.shape[0])
         with self.bank.bind(theta), autocast, shared:
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden.float(), mask, self.pooling)
