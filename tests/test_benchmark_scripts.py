@@ -56,8 +56,10 @@ def test_markdown_block_is_appended_to_a_page_without_markers(quality, tmp_path)
 
 
 def test_length_order_and_cap(quality):
-    X, y = quality.by_length(["ccc", ("a", "bbbb"), "b"], [0, 1, 2])
-    assert X == ["b", "ccc", ("a", "bbbb")] and list(y) == [2, 0, 1]
+    X, y = quality.by_length(["ccc", "abbbb", "b"], [0, 1, 2])
+    assert X == ["b", "ccc", "abbbb"] and list(y) == [2, 0, 1]
+    pairs = quality.by_length([("cc", "c"), ("a", "bbbb"), ("b", "")])
+    assert pairs == [("b", ""), ("cc", "c"), ("a", "bbbb")]  # pairs: both texts count
     Xc, yc = quality.cap(list("abcdef"), np.arange(6), 3, seed=0)
     assert len(Xc) == 3 and [ord(c) - 97 for c in Xc] == list(yc)  # rows stay aligned, original order
     assert quality.cap(list("ab"), [0, 1], 5, seed=0)[0] == ["a", "b"]
