@@ -408,10 +408,10 @@ def shared_across_draws(modules: Sequence[nn.Module], n_draws: int, n_rows: int)
     Nothing is shared when ``n_draws == 1`` or when a module has active dropout
     (its copies would then differ).
     """
-    active_dropout = any(isinstance(m, nn.Dropout) and m.training and m.p > 0
-                         for module in modules for m in module.modules())
+    share = n_draws > 1 and not any(isinstance(m, nn.Dropout) and m.training and m.p > 0
+                                    for module in modules for m in module.modules())
     with ExitStack() as stack:
-        if n_draws > 1 and not active_dropout:
+        if share:
             for module in modules:
                 stack.enter_context(_computed_once(module, n_draws, n_rows))
         yield

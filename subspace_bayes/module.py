@@ -118,8 +118,7 @@ class SubspaceClassifierModule(nn.Module):
         mask = fold(attention_mask)
         dtype = PRECISIONS[self.precision]
         autocast = nullcontext() if dtype is None else torch.autocast(input_ids.device.type, dtype=dtype)
-        prefix = [] if paired or S == 1 else draw_independent_prefix(self.backbone)  # nothing to share at S=1
-        shared = shared_across_draws(prefix, S, input_ids.shape[0])
+        shared = shared_across_draws([] if paired else draw_independent_prefix(self.backbone), S, input_ids.shape[0])
         with self.bank.bind(theta), autocast, shared:
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden.float(), mask, self.pooling)
