@@ -20,8 +20,8 @@ import torch
 
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.datasets import load_sst2
-from subspace_bayes.predictive import FOLD_ROWS, mc_probabilities
-from subspace_bayes.text import TextDataset, coerce_texts
+from subspace_bayes.predictive import FOLD_ROWS, mc_probabilities, posterior_draws
+from subspace_bayes.text import TextCollator, TextDataset, coerce_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,9 +51,14 @@ def peak_rss_mb(posterior: str, n: int, epochs: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _draws(clf, S: int) -> torch.Tensor:
+    """``S`` posterior draws of theta, as a prediction call makes them."""
+    return posterior_draws(clf.module_.posterior, S, torch.Generator().manual_seed(0))
+
+
 def batches_of(clf, X):
     loader = torch.utils.data.DataLoader(TextDataset(coerce_texts(X)), batch_size=clf.batch_size,
-                                         collate_fn=clf._collator())
+                                         collate_fn=TextCollator(clf.tokenizer_, clf.max_length))
     return [Xi for Xi, _ in loader]
 
 
@@ -72,7 +77,7 @@ def predict_costs(clf, X, sample_counts, sync=lambda: None):
 
     rows = []
     for S in sample_counts:
-        theta = clf._predictive_theta(S).to(clf.device_)
+        theta = _draws(clf, S).to(clf.device_)
         mc_probabilities(module, batches[:1], theta)  # warm-up
         _, separate = clocked(lambda: [mc_probabilities(module, batches, theta[s : s + 1]) for s in range(S)])
         _, folded = clocked(lambda: mc_probabilities(module, batches, theta))  # default chunking
@@ -106,14 +111,14 @@ def profile_forward(clf, X, S: int) -> dict[str, float]:
                         "t", base_time["t"] + time.perf_counter() - starts[id(m)]))]
     handles += [module.head.register_forward_pre_hook(pre), module.head.register_forward_hook(post("head and pooling"))]
     batches = batches_of(clf, X)
-    theta = clf._predictive_theta(S)
+    theta = _draws(clf, S)
     try:
         _, total = timed(lambda: mc_probabilities(module, batches, theta))
     finally:
         for h in handles:
             h.remove()
     spent["adapter (B R A path)"] -= base_time["t"]  # keep only the low-rank path
-    _, draw = timed(lambda: clf._predictive_theta(S))
+    _, draw = timed(lambda: _draws(clf, S))
     spent["theta draws (one matmul)"] = draw
     spent["frozen encoder (attention, MLP, W0 x)"] = total - sum(spent.values())
     return {"total_s": total, **{k: v / total for k, v in spent.items()}}

@@ -38,7 +38,7 @@ from subspace_bayes.inference.laplace import ggn, ggn_eigenvalues, laplace_poste
 from subspace_bayes.posteriors import PointMass
 from subspace_bayes.metrics import brier_score, expected_calibration_error, negative_log_likelihood
 from subspace_bayes.predictive import entropy, mc_probabilities
-from subspace_bayes.text import TextDataset, coerce_texts
+from subspace_bayes.text import TextCollator, TextDataset, coerce_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE = ROOT.parent / "shared" / "data" / "glue"
@@ -81,7 +81,7 @@ def by_length(X, y=None):
 
 def _batches(clf, X):
     loader = torch.utils.data.DataLoader(TextDataset(coerce_texts(X)), batch_size=clf.batch_size,
-                                         collate_fn=clf._collator())
+                                         collate_fn=TextCollator(clf.tokenizer_, clf.max_length))
     return [{k: v.to(clf.device_) for k, v in Xi.items()} for Xi, _ in loader]
 
 
@@ -113,7 +113,7 @@ def laplace_variant(lap_clf, X_train, y_train, structure):
     """Post-hoc Laplace of another structure on the same MAP model (shares its training run)."""
     enc = np.searchsorted(lap_clf.classes_, y_train)
     data = TextDataset(coerce_texts(X_train), enc)
-    loader = torch.utils.data.DataLoader(data, batch_size=lap_clf.batch_size, collate_fn=lap_clf._collator())
+    loader = torch.utils.data.DataLoader(data, batch_size=lap_clf.batch_size, collate_fn=lap_TextCollator(clf.tokenizer_, clf.max_length))
     mean = lap_clf.module_.posterior.mean.detach()
     G, nll, _ = ggn(lap_clf.module_, ({**X, "labels": y} for X, y in loader), mean, structure)
     delta = tune_prior_precision(ggn_eigenvalues(G), float(mean.double().pow(2).sum()), nll)

@@ -52,9 +52,14 @@ class AcceleratedBayesianSubspaceClassifier(AccelerateMixin, BayesianSubspaceCla
         new = type(self)(accelerator=accelerator, **{k: clone(v, safe=False) for k, v in params.items()})
         return new
 
+    def _resolve_device(self) -> str:
+        if self.accelerator is None:  # unpickled: the accelerator was not kept
+            return super()._resolve_device()
+        return str(self.accelerator.device)
+
     def initialize(self):
-        self.device_ = str(self.accelerator.device)
-        return AccelerateMixin.initialize(self)
+        self._begin_initialize()
+        return AccelerateMixin.initialize(self)  # skorch's accelerated initialisation, which moves nothing itself
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()

@@ -10,8 +10,7 @@ pass evaluates ``S`` draws at once.
 from __future__ import annotations
 
 import re
-import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
 import torch
@@ -29,8 +28,8 @@ __all__ = [
     "find_target_modules",
     "inject_adapters",
     "collect_input_moments",
-    "draw_independent_prefix",
-    "shared_across_draws",
+    "CoreProduct",
+    "named_adapters",
 ]
 
 #: Default adapted modules per ``config.model_type`` (attention query and value).
@@ -69,9 +68,6 @@ class CoreBank:
 
     def __init__(self) -> None:
         self.theta: Tensor | None = None
-        #: Optional ``fn(adapter, core_input, core_output)`` called in every adapter's
-        #: forward with tensors of shape (S, M, r); used to gather Kronecker factors.
-        self.recorder = None
 
     @contextmanager
     def bind(self, theta: Tensor) -> Iterator[None]:
@@ -83,6 +79,19 @@ class CoreBank:
             yield
         finally:
             self.theta = previous
+
+
+class CoreProduct(nn.Module):
+    """``h R^T`` per draw: the one step of an adapter that involves ``theta``.
+
+    A module of its own (with no state), so that curvature code can watch the
+    core's inputs and outputs with ordinary forward hooks (K-FAC, see
+    :func:`subspace_bayes.inference.laplace.kron_ggn`).
+    """
+
+    def forward(self, a: Tensor, R: Tensor) -> Tensor:
+        """``a`` (S, M, r), ``R`` (S, r, r) -> ``a R^T`` (S, M, r)."""
+        return torch.bmm(a, R.transpose(1, 2))
 
 
 class ProjectedLinear(nn.Module):
@@ -107,15 +116,28 @@ class ProjectedLinear(nn.Module):
         self.base_layer = base_layer
         for p in base_layer.parameters():
             p.requires_grad_(False)
-        root = projection.scale.float().sqrt()
         # fp32 buffers: the bases are part of the saved adapter state (whitened and
         # random bases cannot be recomputed from W0 alone).
-        self.register_buffer("lora_A", (root[:, None] * projection.A.float()).contiguous())  # (r, d_in)
-        self.register_buffer("lora_B", (projection.B.float() * root).contiguous())  # (d_out, r)
+        A, B = self._bases(projection)
+        self.register_buffer("lora_A", A)  # (r, d_in)
+        self.register_buffer("lora_B", B)  # (d_out, r)
         self.rank = projection.rank
         self.offset = int(offset)
         self.scaling = float(scaling)
+        self.core_product = CoreProduct()
         self._bank = bank
+
+    @staticmethod
+    def _bases(projection: Projection) -> tuple[Tensor, Tensor]:
+        root = projection.scale.float().sqrt()
+        return (root[:, None] * projection.A.float()).contiguous(), (projection.B.float() * root).contiguous()
+
+    def set_projection(self, projection: Projection) -> None:
+        """Replace the frozen bases (same rank), e.g. once data-dependent input statistics are known."""
+        if projection.rank != self.rank:
+            raise ValueError(f"set_projection needs rank {self.rank}; got {projection.rank}.")
+        A, B = self._bases(projection)
+        self.lora_A, self.lora_B = A.to(self.lora_A.device), B.to(self.lora_B.device)
 
     @property
     def n_core(self) -> int:
@@ -139,15 +161,17 @@ class ProjectedLinear(nn.Module):
         h = F.linear(x, self.lora_A.to(x.dtype))  # (S*N, ..., r)
         lead = h.shape[:-1]
         # The leading axis is sample-major: rows [s*N:(s+1)*N] belong to draw s.
-        a = h.reshape(S, -1, self.rank)
-        h = torch.bmm(a, R.transpose(1, 2))  # (S, N*..., r): h R^T
-        if self._bank.recorder is not None:
-            self._bank.recorder(self, a, h)
+        h = self.core_product(h.reshape(S, -1, self.rank), R)  # (S, N*..., r): h R^T
         h = F.linear(h.reshape(*lead, self.rank), self.lora_B.to(x.dtype))  # (S*N, ..., d_out)
         return out + self.scaling * h
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, offset={self.offset}, scaling={self.scaling}"
+
+
+def named_adapters(model: nn.Module) -> list[tuple[str, ProjectedLinear]]:
+    """``(name, adapter)`` for every :class:`ProjectedLinear` in ``model``, in model order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, ProjectedLinear)]
 
 
 def default_target_modules(model_type: str | None) -> list[str] | None:
@@ -313,105 +337,3 @@ def collect_input_moments(
         for h in handles:
             h.remove()
     return {n: sums[n] / max(counts[n], 1) for n in sums}
-
-
-def _holds_adapter(module: nn.Module) -> bool:
-    return any(isinstance(m, ProjectedLinear) for m in module.modules())
-
-
-def _layer_stack(model: nn.Module) -> nn.ModuleList | None:
-    """The model's stack of transformer blocks: its longest ``nn.ModuleList`` of same-typed modules."""
-    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0
-              and len({type(b) for b in m}) == 1]
-    return max(stacks, key=len, default=None)
-
-
-def draw_independent_prefix(model: nn.Module) -> list[nn.Module]:
-    """The frozen modules that run before any adapter, in order.
-
-    First the input module: ``model.embeddings`` where the model has one
-    (BERT, RoBERTa, DistilBERT, ...: token + position + type embeddings and
-    their LayerNorm), else ``model.get_input_embeddings()`` (LLaMA-likes).
-    Then every block of the layer stack before the first block that holds an
-    adapter: with the default targets (every layer) there is none, with
-    adapters on the top layers only the blocks below them. Their outputs are
-    the same for every draw of ``theta``, so a folded forward pass need not
-    compute them ``S`` times (:func:`shared_across_draws`). Empty when the
-    input module itself holds an adapter.
-    """
-    inputs = getattr(model, "embeddings", None)
-    if not isinstance(inputs, nn.Module):
-        getter = getattr(model, "get_input_embeddings", None)
-        inputs = getter() if callable(getter) else None
-    if inputs is None or _holds_adapter(inputs):
-        return []
-    prefix = [inputs]
-    for block in _layer_stack(model) or []:
-        if _holds_adapter(block):
-            break
-        prefix.append(block)
-    return prefix
-
-
-def _map_tensors(fn, value):
-    """Apply ``fn`` to every tensor in ``value``, looking into tuples and lists."""
-    if isinstance(value, Tensor):
-        return fn(value)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(fn, v) for v in value)
-    return value
-
-
-@contextmanager
-def _computed_once(module: nn.Module, n_draws: int, n_rows: int) -> Iterator[None]:
-    folded = n_draws * n_rows
-    own = module.__dict__.get("forward")  # e.g. a hook-wrapped forward installed by another library
-    original = module.forward
-
-    def cut(t: Tensor) -> Tensor:
-        return t[:n_rows] if t.dim() > 0 and t.shape[0] == folded else t
-
-    def per_row(out) -> bool:
-        tensors = []
-        _map_tensors(tensors.append, out)
-        return bool(tensors) and all(t.dim() > 0 and t.shape[0] == n_rows for t in tensors)
-
-    def forward(*args, **kwargs):
-        out = original(*_map_tensors(cut, args), **{k: _map_tensors(cut, v) for k, v in kwargs.items()})
-        if not per_row(out):  # not a row-wise module after all: compute it in full (correct, slower)
-            warnings.warn(f"{type(module).__name__} does not map input rows to output rows, so it is computed "
-                          "for every draw; please report this model type.", RuntimeWarning, stacklevel=2)
-            return original(*args, **kwargs)
-        return _map_tensors(lambda t: t.repeat(n_draws, *([1] * (t.dim() - 1))), out)
-
-    module.forward = forward
-    try:
-        yield
-    finally:
-        if own is None:
-            del module.forward  # back to the class's forward
-        else:
-            module.forward = own
-
-
-@contextmanager
-def shared_across_draws(modules: Sequence[nn.Module], n_draws: int, n_rows: int) -> Iterator[None]:
-    """Inside the block, each of ``modules`` runs once on the first ``n_rows`` rows and tiles its output.
-
-    In a folded forward pass the batch holds ``n_draws`` copies of the same
-    ``n_rows`` inputs (sample-major). A module that sees no adapter, fed tiled
-    inputs, gives the same output for every copy: ``f(tile(x)) = tile(f(x))``,
-    which saves ``(S - 1) / S`` of its cost. Tensor arguments (also inside
-    tuples) whose first axis is ``n_draws * n_rows`` are cut to their first
-    ``n_rows`` rows; others (broadcast masks, position ids) pass unchanged.
-    ``modules`` must be a prefix of the network (:func:`draw_independent_prefix`).
-    Nothing is shared when ``n_draws == 1`` or when a module has active dropout
-    (its copies would then differ).
-    """
-    share = n_draws > 1 and not any(isinstance(m, nn.Dropout) and m.training and m.p > 0
-                                    for module in modules for m in module.modules())
-    with ExitStack() as stack:
-        if share:
-            for module in modules:
-                stack.enter_context(_computed_once(module, n_draws, n_rows))
-        yield

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BACKBONE_ALIASES", "resolve_backbone", "load_backbone", "load_tokenizer", "pool", "default_pooling"]
+__all__ = ["BACKBONE_ALIASES", "resolve_backbone", "load_backbone", "load_tokenizer", "pool", "default_pooling",
+           "resolve_device"]
 
 #: Aliases of backbones that installable packages carry: alias -> (module, sub-folder, pip name).
 BACKBONE_ALIASES: dict[str, tuple[str, str, str]] = {
@@ -57,6 +58,13 @@ def resolve_backbone(backbone: str) -> str:
             )
         return str(path)
     return backbone
+
+
+def resolve_device(device: str | torch.device | None) -> str:
+    """``"auto"`` (or None) -> ``"cuda"`` when available, else ``"cpu"``; other values unchanged, as strings."""
+    if device is None or device == "auto":  # None: placement by another party (e.g. Accelerate)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
 
 
 def _offline_kwargs() -> dict:

@@ -1,7 +1,15 @@
-"""BayesianSubspaceClassifier: the scikit-learn estimator (glue only; the math lives elsewhere)."""
+"""BayesianSubspaceClassifier: the scikit-learn estimator. Glue only.
+
+Each concept lives in its own module and this file wires them into skorch's
+training loop: the inference method (``inference/``) decides what is trained and
+what posterior comes out; ``module.py`` is the torch model; ``predictive.py``
+turns a posterior into predictive samples; ``serialization.py`` writes and reads
+plain states.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -11,40 +19,31 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import ValidSplit
+from skorch.history import History
 from skorch.utils import to_device, to_tensor
 from torch.utils.data import DataLoader
 
 from ._validation import (Custom, Interval, Options, check_labels, check_sample_weight, encode_labels,
                           sorted_labels, validate_parameters)
-from .backbones import load_backbone, load_tokenizer
-from .adapters import collect_input_moments, find_target_modules
-from .inference.laplace import STRUCTURES as LAPLACE_STRUCTURES
-from .inference.laplace import fit_laplace
-from .inference.swag import SWAGCollector
-from .inference.vi import ELBOLoss
+from .backbones import load_backbone, load_tokenizer, resolve_device
+from .callbacks import EpochProgress, progress
+from .exceptions import NonFiniteLossError
+from .inference import ELBOLoss, Schedule, TrainingData, make_inference
 from .module import SubspaceClassifierModule
-from .posteriors import Covariance, PointMass, structure_of
-from .predictive import glm_probabilities, mc_probabilities, uncertainty_decomposition
-from .projections import needs_input_moments, parse_projection
-from .serialization import EpochCheckpoint, fit_key, resume_training_state
+from .options import Covariance, LaplaceStructure, Pooling, Posterior, Precision, Predictive, values
+from .posteriors import GaussianPosterior, structure_of
+from .predictive import posterior_draws, predictive_samples, uncertainty_decomposition
+from .projections import data_free_projection, needs_input_moments, parse_projection
+from .serialization import (AdapterFormatError, AdapterState, EpochCheckpoint, backbone_fingerprint, check_backbone,
+                            checkpoint_file, decode_history, encode_history, fit_key, jsonable, plain_labels,
+                            read_adapter, read_checkpoint, write_adapter)
 from .text import TextCollator, TextDataset, TextInputs, coerce_texts
 
-__all__ = ["BayesianSubspaceClassifier", "NonFiniteLossError", "resolve_device"]
+__all__ = ["BayesianSubspaceClassifier", "load_adapter"]
 
-_POSTERIORS = ("vi", "map", "swag", "laplace")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-
-def resolve_device(device: str | torch.device | None) -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values unchanged (as strings)."""
-    if device is None or device == "auto":  # None: placement by another party (e.g. Accelerate)
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+logger = logging.getLogger(__name__)
 
 
 def _valid_device(d: Any) -> bool:
@@ -54,22 +53,8 @@ def _valid_device(d: Any) -> bool:
     return True
 
 
-class _EpochProgress(Callback):
-    """A tqdm bar over epochs with the running training loss."""
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        from tqdm.auto import tqdm
-
-        self.bar_ = tqdm(total=net.max_epochs, desc="fit", unit="epoch", disable=not net.verbose, leave=False)
-
-    def on_epoch_end(self, net, **kwargs):
-        loss = net.history[-1].get("train_loss")
-        self.bar_.set_postfix(loss=f"{loss:.4f}" if loss is not None else "n/a")
-        self.bar_.update(1)
-
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        self.bar_.close()
-        del self.bar_
+def _one_of(options) -> Options:
+    return Options(values(options))
 
 
 class BayesianSubspaceClassifier(NeuralNetClassifier):
@@ -174,8 +159,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     ----------
     classes_ : ndarray of shape (n_classes,)
     module_ : SubspaceClassifierModule
+    inference_ : InferenceMethod
+        The inference method chosen by ``posterior`` (:mod:`subspace_bayes.inference`).
     n_theta_ : int
         ``D``, the number of core entries.
+    prior_precision_, log_marginal_likelihood_ : float
+        ``posterior="laplace"`` only.
 
     Examples
     --------
@@ -188,8 +177,8 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "rank": [Interval("int", 1, None)],
         "projection": [Custom(lambda v: parse_projection(v) is not None, "a projection such as 'svd', 'whitened_svd', "
                               "'dct', 'random' or a hybrid 'svd+dct:0.5'")],
-        "posterior": [Options(_POSTERIORS)],
-        "covariance": [Options(tuple(c.value for c in Covariance))],
+        "posterior": [_one_of(Posterior)],
+        "covariance": [_one_of(Covariance)],
         "cov_rank": [Interval("int", 1, None)],
         "target_modules": [Options((None,)), Custom(lambda v: isinstance(v, str) or
                            (isinstance(v, (list, tuple)) and v and all(isinstance(t, str) for t in v)),
@@ -201,12 +190,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "swag_max_snapshots": [Interval("int", 1, None)],
         "swag_scale": [Interval("real", 0, None)],
         "swag_lr": [Options((None,)), Interval("real", 0, None, closed="neither")],
-        "laplace_structure": [Options(LAPLACE_STRUCTURES)],
+        "laplace_structure": [_one_of(LaplaceStructure)],
         "prior_precision": [Options(("auto",)), Interval("real", 0, None, closed="neither")],
-        "predictive": [Options(("mc", "glm"))],
+        "predictive": [_one_of(Predictive)],
         "n_samples": [Interval("int", 1, None)],
         "n_train_samples": [Interval("int", 1, None)],
-        "pooling": [Options(("auto", "mean", "cls", "last"))],
+        "pooling": [_one_of(Pooling)],
         "max_length": [Interval("int", 2, None)],
         "batch_size": [Interval("int", 1, None)],
         "max_epochs": [Interval("int", 0, None)],
@@ -217,7 +206,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "patience": [Options((None,)), Interval("int", 1, None)],
         "checkpoint_dir": [Options((None,)), Custom(lambda v: isinstance(v, (str, os.PathLike)), "a folder path")],
         "device": [Custom(_valid_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
-        "precision": [Options(("fp32", "bf16", "fp16"))],
+        "precision": [_one_of(Precision)],
         "random_state": [Options((None,)), Interval("int", 0, 2**32 - 1),
                          Custom(lambda v: isinstance(v, np.random.RandomState), "a numpy RandomState")],
     }
@@ -309,6 +298,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         # private bookkeeping set ``_params_to_validate``; that is not a parameter.
         return [k for k in super()._get_param_names() if not k.startswith("_")]
 
+    def set_params(self, **params: Any) -> "BayesianSubspaceClassifier":
+        super().set_params(**params)
+        if "precision" in params and getattr(self, "module_", None) is not None:
+            self.module_.precision = Precision(self.precision).value  # a fitted model predicts in the new precision
+        return self
+
     @property
     def classes_(self) -> np.ndarray:
         _sk_check_is_fitted(self, "classes_inferred_")
@@ -359,75 +354,86 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         return self._fit(X, y, sample_weight, fresh=not self.initialized_, classes=classes, **fit_params)
 
     def _fit(self, X, y, sample_weight, *, fresh: bool, classes: Any = None, **fit_params):
+        """Build the inference method, train, let the method finish, install its posterior."""
         self._validate_hyperparameters()
         inputs = coerce_texts(X)
         labels = check_labels(y, len(inputs))
         weights = check_sample_weight(sample_weight, len(inputs))
         if fresh:
-            self.classes_inferred_ = sorted_labels(labels if classes is None else np.asarray(classes))
-            if len(self.classes_inferred_) < 2:
-                raise ValueError(
-                    f"y has a single class ({self.classes_inferred_[0]!r}); a classifier needs at least two classes."
-                )
-            rng = check_random_state(self.random_state)
-            self.seed_, self.predict_seed_ = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+            self._set_classes_and_seeds(labels if classes is None else np.asarray(classes))
         y_enc = encode_labels(labels, self.classes_inferred_)
         self.n_train_ = len(inputs)
         dataset = TextDataset(inputs, y_enc, weights)
-        epochs = self.max_epochs
         if self.checkpoint_dir is not None:
-            self.fit_key_ = fit_key(self, inputs, y_enc)
+            self.fit_key_ = fit_key(self.get_params(deep=False), inputs, y_enc, self.classes_)
+        epochs = self.max_epochs
         if fresh:
-            self._fit_inputs_ = inputs  # read by initialize_module (whitened SVD), then dropped
-            try:
-                self.initialize()
-            finally:
-                self._fit_inputs_ = None
+            self.initialize()
+            if needs_input_moments(self.projection):
+                self._whiten(inputs)
             epochs -= self._resume_from_checkpoint()
-        elif self.posterior in ("swag", "laplace"):
-            # Continue from the posterior mean as a point estimate; the approximation is rebuilt.
-            self._set_posterior(PointMass.from_mean(self.module_.posterior.mean.detach()))
-            self.initialize_optimizer()
+        else:
+            self._install_posterior(self.inference_.restart(self.module_.posterior), reset_optimizer=True)
         if epochs > 0:
             NeuralNetClassifier.partial_fit(self, dataset, y_enc, epochs=epochs, **fit_params)
-        if self.posterior == "swag":
-            self._set_posterior(dict(self.callbacks_)["swag"].moments_.posterior(self.swag_scale))
-        elif self.posterior == "laplace":
-            self._fit_laplace(dataset)
+        self._install_posterior(self.inference_.finish(self.module_, self._training_data(dataset)))
+        for name, value in self.inference_.fitted_attributes().items():
+            setattr(self, name, value)
         return self
 
-    def _resume_from_checkpoint(self) -> int:
-        """Restore the checkpoint in ``checkpoint_dir`` if any; return the number of epochs it holds."""
-        epochs = resume_training_state(self)
-        if epochs and self.verbose:
-            print(f"Resuming from the checkpoint in {self.checkpoint_dir} after epoch {epochs}.")
-        return epochs
+    def _set_classes_and_seeds(self, labels: np.ndarray) -> None:
+        self.classes_inferred_ = sorted_labels(labels)
+        if len(self.classes_inferred_) < 2:
+            raise ValueError(
+                f"y has a single class ({self.classes_inferred_[0]!r}); a classifier needs at least two classes."
+            )
+        rng = check_random_state(self.random_state)
+        self.seed_, self.predict_seed_ = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+
+    def _whiten(self, inputs: TextInputs, max_texts: int = 256) -> None:
+        """Recompute a whitened projection from the input moments of up to ``max_texts`` training texts."""
+        idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
+        batches = (to_device(X, self.device_) for X, _ in self._loader(TextDataset(inputs.subset(idx))))
+        self.module_.reproject(self.projection, batches, generator=torch.Generator().manual_seed(self.seed_))
+
+    def _training_data(self, dataset: TextDataset) -> TrainingData:
+        def batches():
+            return ({**to_device(X, self.device_), "labels": y} for X, y in self._loader(dataset))
+
+        return TrainingData(batches, len(dataset))
+
+    def _install_posterior(self, posterior: GaussianPosterior | None, reset_optimizer: bool = False) -> None:
+        """Make ``posterior`` the module's posterior over theta (None or the current one: nothing to do)."""
+        if posterior is None or posterior is self.module_.posterior:
+            return
+        self.module_.posterior = posterior.to(self.device_)
+        self.posterior_spec_ = structure_of(posterior)
+        if reset_optimizer:
+            self.initialize_optimizer()
 
     def save_adapter(self, path: str | os.PathLike):
         """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
-        from .serialization import save_adapter
+        self.check_is_fitted()
+        params = {k: v for k, v in self.get_params(deep=False).items() if jsonable(v) and not k.startswith("callbacks")}
+        fitted = {k: getattr(self, k) for k in self._SAVED_FITTED if hasattr(self, k)}
+        state = AdapterState(self.backbone, backbone_fingerprint(self.module_), plain_labels(self.classes_), params,
+                             self.posterior_spec_, fitted, self.module_.adapter_state_dict())
+        return write_adapter(path, state)
 
-        return save_adapter(self, path)
+    # ------------------------------------------------------------ skorch hooks
+    def _resolve_device(self) -> str:
+        return resolve_device(self.device)
 
-    def _set_posterior(self, posterior) -> None:
-        """Install a posterior object over theta (after SWAG / Laplace) and remember its structure."""
-        self.module_.posterior = posterior.to(self.device_)
-        self.posterior_spec_ = structure_of(posterior)
-
-    def _fit_laplace(self, dataset: TextDataset) -> None:
-        """Post-hoc Laplace at the MAP cores over the training data."""
-        self.module_.eval()
-        loader = self._loader(dataset)
-        batches = ({**{k: to_device(v, self.device_) for k, v in X.items() if k != "sample_weight"}, "labels": y}
-                   for X, y in loader)
-        fit = fit_laplace(self.module_, batches, self.laplace_structure, self.prior_precision)
-        self.prior_precision_, self.log_marginal_likelihood_ = fit.prior_precision, fit.log_marginal_likelihood
-        self._set_posterior(fit.posterior)
+    def _begin_initialize(self) -> None:
+        """What the rest of initialisation reads: the resolved device and the inference method."""
+        self.device_ = self._resolve_device()
+        self.inference_ = make_inference(self.get_params(deep=False))
 
     def initialize(self):
-        # skorch moves modules and tensors with self.device; "auto" is resolved
-        # here without rewriting the user's parameter (sklearn's clone contract).
-        self.device_ = resolve_device(self.device)
+        self._begin_initialize()
+        # skorch moves the module and criterion to ``self.device``, which must name a torch
+        # device: "auto" is resolved for skorch's initialisation only, so the parameter keeps
+        # the user's value (scikit-learn's clone contract).
         requested, self.device = self.device, self.device_
         try:
             return super().initialize()
@@ -438,60 +444,32 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         # classes_ are set from the original labels in fit, not from encoded y.
         pass
 
-    def _collator(self) -> TextCollator:
-        return TextCollator(self.tokenizer_, self.max_length)
-
     def _loader(self, dataset) -> DataLoader:
         """In-order batches of ``dataset`` for prediction and post-hoc steps."""
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self._collator())
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=TextCollator(self.tokenizer_, self.max_length))
 
     def _make_generators(self) -> None:
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
         self.shuffle_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
 
-    def _training_posterior_spec(self) -> tuple[str | None, int]:
-        # SWAG and Laplace train a point estimate first; their posterior is built after training.
-        return (self.covariance, self.cov_rank) if self.posterior == "vi" else (None, 0)
-
-    def _build_module(self, input_moments=None, spec=None) -> SubspaceClassifierModule:
-        covariance, cov_rank = spec or self._training_posterior_spec()
-        with torch.random.fork_rng(devices=[]):
+    def _build_module(self, spec: tuple[str | None, int], projection: str) -> SubspaceClassifierModule:
+        covariance, cov_rank = spec
+        with torch.random.fork_rng(devices=[]):  # seeds the head's initialisation, leaves the global RNG as it was
             torch.manual_seed(self.seed_)
-            backbone = load_backbone(self.backbone)
-            module = SubspaceClassifierModule(
-                backbone,
-                len(self.classes_inferred_),
-                rank=self.rank,
-                projection=self.projection,
-                target_modules=self.target_modules,
-                covariance=covariance,
-                cov_rank=cov_rank,
-                init_std=self.init_std,
-                pooling=self.pooling,
-                generator=torch.Generator().manual_seed(self.seed_),
-                input_moments=input_moments,
+            return SubspaceClassifierModule(
+                load_backbone(self.backbone), len(self.classes_inferred_), rank=self.rank, projection=projection,
+                target_modules=self.target_modules, covariance=covariance, cov_rank=cov_rank,
+                init_std=self.init_std, pooling=self.pooling, generator=torch.Generator().manual_seed(self.seed_),
+                precision=self.precision,
             )
-            module.precision = self.precision
-            return module
 
     def initialize_module(self):
         self.tokenizer_ = load_tokenizer(self.backbone)
-        moments = None
-        inputs = getattr(self, "_fit_inputs_", None)
-        if needs_input_moments(self.projection) and inputs is not None:
-            moments = self._input_moments(inputs)
-        self.module_ = self._build_module(moments)
-        self.posterior_spec_ = self._training_posterior_spec()
+        # A data-dependent projection (whitened SVD) is recomputed from the training texts in fit.
+        self.module_ = self._build_module(self.inference_.training_structure(), data_free_projection(self.projection))
+        self.posterior_spec_ = structure_of(self.module_.posterior)
         self._make_generators()
         return self
-
-    def _input_moments(self, inputs: TextInputs, max_texts: int = 256) -> dict:
-        """Input second moments of the target layers over up to ``max_texts`` training texts."""
-        backbone = load_backbone(self.backbone)
-        names = find_target_modules(backbone, self.target_modules)
-        idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
-        loader = self._loader(TextDataset(inputs.subset(idx)))
-        return collect_input_moments(backbone, names, (X for X, _ in loader))
 
     def initialize_criterion(self):
         self.criterion_ = ELBOLoss(self.module_, self.n_train_, prior_std=self.prior_std, kl_weight=self.kl_weight)
@@ -514,19 +492,18 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
-            ("progress", _EpochProgress()),
+            ("progress", EpochProgress()),
         ]
 
     def initialize_callbacks(self):
         super().initialize_callbacks()
         extra = []
+        if getattr(self, "inference_", None) is not None:  # set_params(callbacks=...) re-initialises unfitted nets
+            extra += self.inference_.callbacks(Schedule(self.n_train_, self.batch_size, self.max_epochs))
         if self.validation_fraction and self.patience:
             extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
-        if self.posterior == "swag":
-            start = self.max_epochs // 2 if self.swag_start is None else self.swag_start
-            extra.append(("swag", SWAGCollector(start, self.swag_max_snapshots, self.swag_lr)))
         if self.checkpoint_dir is not None:
-            extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir)))
+            extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir, self._training_state)))
         if isinstance(self.verbose, int) and self.verbose > 1:
             extra.append(("print_log", PrintLog()))
         self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
@@ -540,21 +517,20 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         return split(dataset, y)
 
     def get_iterator(self, dataset, training=False):
-        prefix = "iterator_train" if training else "iterator_valid"
-        kwargs = self.get_params_for(prefix)
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("collate_fn", self._collator())
+        kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
         if training:
             kwargs.setdefault("shuffle", True)
             kwargs.setdefault("generator", self.shuffle_generator_)
         return DataLoader(dataset, **kwargs)
 
     def infer(self, x, **fit_params):
-        self.module_.precision = self.precision  # follows set_params after fitting
         x = {k: v for k, v in to_tensor(x, device=self.device_).items() if k != "sample_weight"}
         if self.module_.training:
             return self.module_(**x, n_samples=self.n_train_samples, generator=self.train_generator_, **fit_params)
-        return self.module_(**x, theta=self._predictive_theta(), **fit_params)
+        theta = posterior_draws(self.module_.posterior, self.n_samples, self._predict_generator())
+        return self.module_(**x, theta=theta, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=self.device_)
@@ -571,14 +547,6 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         return loss
 
     # ----------------------------------------------------------------- predict
-    def _predictive_theta(self, n_samples: int | None = None) -> torch.Tensor:
-        """The draws of ``theta`` used for every batch of one prediction call, shape (S, D)."""
-        posterior = self.module_.posterior
-        with torch.no_grad():
-            if isinstance(posterior, PointMass):
-                return posterior.mean.detach()[None]
-            return posterior.rsample(n_samples or self.n_samples, generator=self._predict_generator())
-
     def _predict_generator(self) -> torch.Generator:
         seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else self.predict_seed_
         return torch.Generator().manual_seed(int(seed))
@@ -598,26 +566,15 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         """
         self.check_is_fitted()
         inputs = coerce_texts(X)
-        order = inputs.by_length()  # similar lengths per batch: less padding; undone below
+        order = inputs.by_length()  # similar lengths per batch: less padding; rows come back in input order
         loader = self._loader(TextDataset(inputs.subset(order)))
-        if self.verbose and len(loader) > 20:
-            from tqdm.auto import tqdm
-
-            loader = tqdm(loader, desc="predict", unit="batch", leave=False)
         self.module_.eval()
-        self.module_.precision = self.precision  # follows set_params after fitting
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
-        posterior = self.module_.posterior
-        if self.predictive == "glm" and not isinstance(posterior, PointMass):
-            n_classes = len(self.classes_)
-            eps = torch.randn(n_samples or self.n_samples, len(inputs), n_classes, generator=self._predict_generator(),
-                              dtype=torch.float64)
-            probs = glm_probabilities(self.module_, batches, posterior, eps[:, order])
-        else:
-            probs = mc_probabilities(self.module_, batches, self._predictive_theta(n_samples))
-        out = np.empty_like(probs)
-        out[:, order] = probs
-        return out
+        return predictive_samples(
+            self.module_, progress(batches, len(loader), self.verbose, "predict"), self.module_.posterior,
+            predictive=self.predictive, n_samples=n_samples or self.n_samples, generator=self._predict_generator(),
+            order=order, n_classes=len(self.classes_),
+        )
 
     def posterior_spectrum(self) -> np.ndarray:
         """Eigenvalues of the posterior covariance over ``theta``, largest first (shape ``(D,)``).
@@ -631,12 +588,8 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     @property
     def effective_rank_(self) -> float:
         """Entropy effective rank ``exp(H(lambda / sum lambda))`` of the posterior covariance (0 for MAP)."""
-        lam = self.posterior_spectrum()
-        total = lam.sum()
-        if total <= 0:
-            return 0.0
-        p = lam[lam > 0] / total
-        return float(np.exp(-np.sum(p * np.log(p))))
+        self.check_is_fitted()
+        return self.module_.posterior.effective_rank()
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior predictive ``p(y | x) = (1/S) sum_s softmax(f(x; theta_s))``.
@@ -668,6 +621,41 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
 
     # ------------------------------------------------------------- persistence
     _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
+    #: Learned scalars kept by save_adapter next to the tensors.
+    _SAVED_FITTED = ("seed_", "predict_seed_", "n_train_", "prior_precision_", "log_marginal_likelihood_")
+
+    def _training_state(self) -> dict:
+        """Everything needed to continue a fit exactly where it stopped (tensors and plain data only)."""
+        return {
+            "fit_key": self.fit_key_,
+            "module": {k: v.detach().cpu() for k, v in self.module_.adapter_state_dict().items()},
+            "optimizer": self.optimizer_.state_dict(),
+            "train_generator": self.train_generator_.get_state(),
+            "shuffle_generator": self.shuffle_generator_.get_state(),
+            "history": encode_history(self.history),
+            "inference": self.inference_.state_dict(),
+        }
+
+    def _resume_from_checkpoint(self) -> int:
+        """Restore the checkpoint of this fit in ``checkpoint_dir`` if any; return the number of epochs it holds."""
+        if self.checkpoint_dir is None:
+            return 0
+        file = checkpoint_file(self.checkpoint_dir, self.fit_key_)
+        state = read_checkpoint(file)
+        if state is None:
+            return 0
+        if state.get("fit_key") != self.fit_key_:
+            raise AdapterFormatError(f"Checkpoint {file} belongs to another fit; delete it.")
+        self.module_.load_state_dict(state["module"], strict=False)
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.train_generator_.set_state(state["train_generator"])
+        self.shuffle_generator_.set_state(state["shuffle_generator"])
+        self.history_ = History(decode_history(state["history"]))
+        if state.get("inference"):
+            self.inference_.load_state_dict(state["inference"])
+        if self.verbose:
+            logger.info("Resuming from the checkpoint in %s after epoch %d.", self.checkpoint_dir, len(self.history))
+        return len(self.history)
 
     def __getstate__(self) -> dict:
         """Pickle the learned state only: posterior, head, bases, classes and the backbone *name*.
@@ -686,29 +674,16 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         adapter_state = state.pop("adapter_state_", None)
         self.__dict__.update(state)
         if adapter_state is not None:
-            self._attach(adapter_state)
+            self._restore(adapter_state)
 
-    def _attach(self, adapter_state: dict) -> None:
+    def _restore(self, adapter_state: dict) -> None:
         """Re-load the backbone by name and put the saved learned tensors around it."""
-        self.device_ = resolve_device(self.device)
+        self.device_ = self._resolve_device()
         self.tokenizer_ = load_tokenizer(self.backbone)
-        # Bases are restored from the saved buffers, so the projection need not be
-        # recomputed from data (whitened SVD): build with plain SVD, then overwrite.
-        projection, self.projection = self.projection, "svd"
-        try:
-            module = self._build_module(spec=self.posterior_spec_)
-        finally:
-            self.projection = projection
-        expected = set(module.adapter_state_dict())
-        if set(adapter_state) != expected:
-            raise ValueError(
-                "The saved adapter does not fit this backbone/configuration: "
-                f"missing {sorted(expected - set(adapter_state))[:3]}, unexpected {sorted(set(adapter_state) - expected)[:3]}."
-            )
-        try:
-            module.load_state_dict(adapter_state, strict=False)
-        except RuntimeError as exc:  # shape mismatches
-            raise ValueError(f"The saved adapter does not fit this backbone: {exc}") from None
+        if getattr(self, "inference_", None) is None:
+            self.inference_ = make_inference(self.get_params(deep=False))
+        module = self._build_module(self.posterior_spec_, "svd")  # the saved bases replace the projection's
+        module.load_adapter_state_dict(adapter_state)
         with self._current_init_context("module"):
             self.module_ = module.to(self.device_)
         self._make_generators()
@@ -721,3 +696,28 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         if self.history_ is None:
             self.initialize_history()
         self.initialized_ = True
+
+
+def load_adapter(path: str | os.PathLike, **overrides: Any) -> BayesianSubspaceClassifier:
+    """Rebuild a fitted :class:`BayesianSubspaceClassifier` from a folder written by ``save_adapter``.
+
+    The backbone is loaded by its saved identifier and must be the same weights
+    (checked by fingerprint). Parameters in ``overrides`` (e.g. ``device``,
+    ``n_samples``, ``batch_size``) replace the saved ones.
+
+    Raises
+    ------
+    AdapterFormatError
+        Missing, truncated or corrupted files.
+    BackboneMismatchError
+        The backbone found now differs from the one the adapter was fitted on.
+    """
+    state = read_adapter(path)
+    est = BayesianSubspaceClassifier(**{**state.params, **overrides})
+    est.classes_inferred_ = np.asarray(state.classes)
+    for name, value in state.fitted.items():
+        setattr(est, name, value)
+    est.posterior_spec_ = state.posterior_spec
+    est._restore(state.tensors)
+    check_backbone(state, est.module_, path)
+    return est

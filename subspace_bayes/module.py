@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .adapters import ProjectedLinear, draw_independent_prefix, inject_adapters, shared_across_draws
+from .adapters import ProjectedLinear, collect_input_moments, inject_adapters, named_adapters
 from .backbones import default_pooling, pool
+from .draw_sharing import draw_independent_prefix, shared_across_draws
+from .options import Pooling, Precision
 from .posteriors import GaussianPosterior, make_posterior
+from .projections import make_projection
 
-__all__ = ["SubspaceClassifierModule"]
+__all__ = ["SubspaceClassifierModule", "AUTOCAST_DTYPES"]
 
-_ADAPTER_BUFFERS = (".lora_A", ".lora_B")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Autocast dtype of the backbone's forward pass per precision (None: no autocast).
+AUTOCAST_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 class SubspaceClassifierModule(nn.Module):
@@ -42,6 +45,8 @@ class SubspaceClassifierModule(nn.Module):
         Randomness for random projections and the initial low-rank factor.
     input_moments : dict, optional
         For whitened SVD.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Autocast precision of the backbone's forward pass (:attr:`precision`).
 
     Notes
     -----
@@ -65,6 +70,7 @@ class SubspaceClassifierModule(nn.Module):
         scaling: float = 1.0,
         generator: torch.Generator | None = None,
         input_moments: dict[str, Tensor] | None = None,
+        precision: str = "fp32",
     ):
         super().__init__()
         self.backbone = backbone
@@ -82,50 +88,88 @@ class SubspaceClassifierModule(nn.Module):
             self.n_theta, covariance, cov_rank=cov_rank, init_std=init_std, generator=generator
         )
         config = backbone.config
-        self.pooling = default_pooling(config.model_type) if pooling == "auto" else pooling
+        self.pooling = default_pooling(config.model_type) if pooling == Pooling.AUTO else Pooling(pooling).value
         self.head = nn.Linear(config.hidden_size, n_classes)
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
-        #: the KL and the head stay in float32.
-        self.precision = "fp32"
+        #: the KL and the head stay in float32. A plain attribute: it may change between calls.
+        self.precision = Precision(precision).value
 
     @property
     def adapters(self) -> list[ProjectedLinear]:
-        return [m for m in self.backbone.modules() if isinstance(m, ProjectedLinear)]
+        """The adapted layers, in model order (adapter ``i`` reads its slice of ``theta``)."""
+        return [adapter for _, adapter in named_adapters(self.backbone)]
+
+    def reproject(self, projection: str, batches: Iterable[dict[str, Tensor]], *,
+                  generator: torch.Generator | None = None, damping: float = 1e-2) -> None:
+        """Recompute every adapter's bases with ``projection``, using input statistics of ``batches``.
+
+        For data-dependent projections (whitened SVD): the input second moments
+        of each adapted layer are gathered on this module's own backbone, with no
+        ``theta`` bound (so the adapters pass their inputs through unchanged).
+        """
+        names = [name for name, _ in named_adapters(self.backbone)]
+        moments = collect_input_moments(self.backbone, names, batches)
+        for name, adapter in named_adapters(self.backbone):
+            proj = make_projection(adapter.get_base_layer().weight, adapter.rank, projection, generator=generator,
+                                   input_moment=moments.get(name), damping=damping)
+            adapter.set_projection(proj)
+
+    def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load what :meth:`adapter_state_dict` returned (posterior, head, bases).
+
+        Raises
+        ------
+        ValueError
+            If the keys or shapes do not fit this module (another backbone or configuration).
+        """
+        expected = set(self.adapter_state_dict())
+        if set(state) != expected:
+            raise ValueError(
+                "The saved adapter does not fit this backbone/configuration: "
+                f"missing {sorted(expected - set(state))[:3]}, unexpected {sorted(set(state) - expected)[:3]}."
+            )
+        try:
+            self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"The saved adapter does not fit this backbone: {exc}") from None
 
     def sample_theta(self, n_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """``n_samples`` draws of ``theta`` from the posterior, shape ``(S, D)``."""
         return self.posterior.rsample(n_samples, generator=generator)
 
-    def features(self, theta: Tensor, input_ids: Tensor, attention_mask: Tensor, *, paired: bool = False,
+    def _autocast(self, device_type: str):
+        dtype = AUTOCAST_DTYPES[Precision(self.precision)]
+        return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+    def features(self, theta: Tensor, input_ids: Tensor, attention_mask: Tensor, *, draw_per_input: bool = False,
                  **inputs: Tensor) -> Tensor:
         """Pooled backbone features ``(S * N, H)``, sample-major.
 
         By default every draw sees every input (the inputs are repeated ``S``
         times); the frozen modules before the first adapter (the embeddings,
         and any unadapted blocks below it) are then computed once and tiled
-        (:func:`~subspace_bayes.adapters.shared_across_draws`).
-        With ``paired=True`` draw ``i`` goes with input ``i`` only
+        (:func:`~subspace_bayes.draw_sharing.shared_across_draws`).
+        With ``draw_per_input=True`` draw ``i`` goes with input ``i`` only
         (``S == N``), which gives per-example gradients w.r.t. ``theta``.
         """
-        S = theta.shape[0]
-        if paired:
-            if S != input_ids.shape[0]:
-                raise ValueError(f"paired=True needs one draw per input; got {S} draws for {input_ids.shape[0]}.")
-            fold = lambda t: t  # noqa: E731
-        else:
-            fold = lambda t: t.repeat(S, *([1] * (t.dim() - 1)))  # noqa: E731 - (N, T) -> (S*N, T)
+        S, N = theta.shape[0], input_ids.shape[0]
+        if draw_per_input and S != N:
+            raise ValueError(f"draw_per_input=True needs one draw per input; got {S} draws for {N} inputs.")
+        repeats = 1 if draw_per_input else S
+
+        def fold(t: Tensor) -> Tensor:  # (N, T) -> (S*N, T), sample-major
+            return t if repeats == 1 else t.repeat(repeats, *([1] * (t.dim() - 1)))
+
         inputs = {k: fold(v) for k, v in inputs.items() if v is not None}
         mask = fold(attention_mask)
-        dtype = PRECISIONS[self.precision]
-        autocast = nullcontext() if dtype is None else torch.autocast(input_ids.device.type, dtype=dtype)
-        shared = shared_across_draws([] if paired else draw_independent_prefix(self.backbone), S, input_ids.shape[0])
-        with self.bank.bind(theta), autocast, shared:
+        prefix = [] if draw_per_input else draw_independent_prefix(self.backbone)
+        with self.bank.bind(theta), self._autocast(input_ids.device.type), shared_across_draws(prefix, S, N):
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden.float(), mask, self.pooling)
 
-    def paired_logits(self, batch: dict[str, Tensor], thetas: Tensor) -> Tensor:
+    def per_input_logits(self, batch: dict[str, Tensor], thetas: Tensor) -> Tensor:
         """Logits ``(N, C)`` with draw ``thetas[i]`` applied to input ``i`` only."""
-        feats = self.features(thetas, paired=True, **batch)
+        feats = self.features(thetas, draw_per_input=True, **batch)
         return self.head(feats.to(self.head.weight.dtype))
 
     def forward(
@@ -161,7 +205,7 @@ class SubspaceClassifierModule(nn.Module):
     def logit_jacobians(self, batch: dict[str, Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
         """Logits at ``theta`` and their per-example Jacobians ``J_i = d f(x_i) / d theta``.
 
-        Each input gets its own copy of ``theta`` (:meth:`paired_logits`), so one
+        Each input gets its own copy of ``theta`` (:meth:`per_input_logits`), so one
         backward pass per class yields the rows of all examples at once.
 
         Parameters
@@ -177,7 +221,7 @@ class SubspaceClassifierModule(nn.Module):
         n = batch["input_ids"].shape[0]
         with torch.enable_grad():
             thetas = theta.detach().expand(n, -1).clone().requires_grad_(True)
-            logits = self.paired_logits(batch, thetas)
+            logits = self.per_input_logits(batch, thetas)
             C = logits.shape[1]
             rows = [torch.autograd.grad(logits[:, c].sum(), thetas, retain_graph=c < C - 1)[0] for c in range(C)]
         return logits.detach(), torch.stack(rows, dim=1)
@@ -186,9 +230,10 @@ class SubspaceClassifierModule(nn.Module):
         """Everything learned or derived at fit time: posterior, head and adapter bases.
 
         The frozen backbone weights are left out; they are re-loaded by name.
+        Keys are those of :meth:`state_dict`.
         """
-        return {
-            k: v
-            for k, v in self.state_dict().items()
-            if k.startswith(("posterior.", "head.")) or k.endswith(_ADAPTER_BUFFERS)
-        }
+        state = {f"posterior.{k}": v for k, v in self.posterior.state_dict().items()}
+        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        for name, adapter in named_adapters(self.backbone):
+            state.update({f"backbone.{name}.{k}": v for k, v in adapter.named_buffers(recurse=False)})
+        return state

@@ -18,11 +18,12 @@ stay positive whatever the optimiser does.
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .options import Covariance
 
 __all__ = [
     "Covariance",
@@ -33,18 +34,11 @@ __all__ = [
     "PointMass",
     "make_posterior",
     "structure_of",
+    "entropy_effective_rank",
 ]
 
 #: Smallest standard deviation a softplus-parameterised scale can take.
 MIN_STD = 1e-6
-
-
-class Covariance(str, Enum):
-    """Covariance structure of a variational Gaussian posterior."""
-
-    DIAG = "diag"
-    LOWRANK = "lowrank"
-    FULL = "full"
 
 
 def _positive(raw: Tensor) -> Tensor:
@@ -176,6 +170,10 @@ class GaussianPosterior(nn.Module):
     def spectrum(self) -> Tensor:
         """Eigenvalues of ``Sigma`` in decreasing order, shape ``(D,)`` (dense; small ``D``)."""
         return torch.linalg.eigvalsh(self.covariance_matrix().detach().double()).flip(0).clamp_min(0.0)
+
+    def effective_rank(self) -> float:
+        """Entropy effective rank of ``Sigma`` (:func:`entropy_effective_rank` of :meth:`spectrum`)."""
+        return entropy_effective_rank(self.spectrum())
 
     def kl_to_prior(self, prior_std: float) -> Tensor:
         """Closed-form ``KL(q || N(0, prior_std^2 I))`` (a scalar tensor)."""
@@ -413,6 +411,23 @@ class PointMass(GaussianPosterior):
         with torch.no_grad():
             q.loc.copy_(mean)
         return q
+
+
+def entropy_effective_rank(eigenvalues: Tensor) -> float:
+    """Entropy effective rank ``exp(H(p))`` with ``p = lambda / sum(lambda)``.
+
+    ``D`` for an isotropic covariance, 1 when one direction holds all the
+    variance, and 0 for a zero covariance (a point estimate).
+
+    Reference: Roy & Vetterli, "The effective rank: a measure of effective
+    dimensionality", EUSIPCO 2007.
+    """
+    lam = torch.as_tensor(eigenvalues, dtype=torch.float64).clamp_min(0.0)
+    total = lam.sum()
+    if total <= 0:
+        return 0.0
+    p = lam[lam > 0] / total
+    return float(torch.exp(-(p * p.log()).sum()))
 
 
 def make_posterior(

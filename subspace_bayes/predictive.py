@@ -1,4 +1,9 @@
-"""The predictive distribution and its uncertainty decomposition, shared by every posterior."""
+"""The predictive distribution and its uncertainty decomposition, shared by every posterior.
+
+Everything about producing predictive samples lives here: the draws of
+``theta`` (none for a point estimate), Monte Carlo over them, and the
+linearised (GLM) predictive with its logit-space noise.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["mc_probabilities", "glm_probabilities", "linearised_sample_probs", "uncertainty_decomposition", "entropy"]
+from .options import Predictive
+from .posteriors import GaussianPosterior, PointMass
+
+__all__ = ["predictive_samples", "posterior_draws", "mc_probabilities", "glm_probabilities",
+           "linearised_sample_probs", "uncertainty_decomposition", "entropy"]
 
 
 def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -132,3 +141,49 @@ def glm_probabilities(module: torch.nn.Module, batches: Iterable[dict[str, Tenso
             out.append(linearised_sample_probs(logits, cov, eps[:, start : start + n]).cpu())
         start += n
     return torch.cat(out, dim=1).numpy()
+
+
+@torch.no_grad()
+def posterior_draws(posterior: GaussianPosterior, n_samples: int, generator: torch.Generator) -> Tensor:
+    """The draws of ``theta`` for one prediction call, shape ``(S, D)``; ``S = 1`` for a point estimate."""
+    if isinstance(posterior, PointMass):
+        return posterior.mean.detach()[None]
+    return posterior.rsample(n_samples, generator=generator)
+
+
+def predictive_samples(module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior: GaussianPosterior,
+                       *, predictive: str, n_samples: int, generator: torch.Generator, order: np.ndarray,
+                       n_classes: int) -> np.ndarray:
+    """Per-draw class probabilities ``(S, N, C)`` for inputs fed in the order ``order``, in the caller's order.
+
+    All randomness comes from ``generator`` and is tied to each input's
+    position in the caller's order, not to how inputs were sorted or batched:
+    the same draws of ``theta`` serve every batch (MC), and the GLM noise of
+    input ``i`` is row ``i`` of one ``(S, N, C)`` draw.
+
+    Parameters
+    ----------
+    module : SubspaceClassifierModule
+    batches : iterable of dict
+        Tokenised inputs on the module's device: the caller's inputs ``order[0], order[1], ...``.
+    posterior : GaussianPosterior
+    predictive : {"mc", "glm"}
+        A point estimate always gets its single forward pass.
+    n_samples : int
+    generator : torch.Generator
+    order : ndarray of shape (N,)
+        The caller's index of each fed input.
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (S, N, C), float64, rows in the caller's order.
+    """
+    if Predictive(predictive) is Predictive.GLM and not isinstance(posterior, PointMass):
+        eps = torch.randn(n_samples, len(order), n_classes, generator=generator, dtype=torch.float64)
+        probs = glm_probabilities(module, batches, posterior, eps[:, order])
+    else:
+        probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator))
+    out = np.empty_like(probs)
+    out[:, order] = probs
+    return out

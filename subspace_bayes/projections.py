@@ -34,6 +34,7 @@ from torch import Tensor
 
 __all__ = [
     "Projection",
+    "data_free_projection",
     "PROJECTIONS",
     "svd_projection",
     "whitened_svd_projection",
@@ -285,6 +286,18 @@ def parse_projection(spec: str) -> tuple[tuple[str, ...], float]:
 def needs_input_moments(spec: str) -> bool:
     """Whether the projection ``spec`` uses input second moments (whitened SVD)."""
     return "whitened_svd" in parse_projection(spec)[0]
+
+
+def data_free_projection(spec: str) -> str:
+    """``spec`` with whitened SVD replaced by plain SVD: what can be built before any data is seen.
+
+    Whitened SVD with white inputs (``E[x x^T] = I``) *is* plain SVD, so this is
+    the whitened projection under the only assumption available without data;
+    the estimator recomputes the real one from the training texts at ``fit``.
+    """
+    families, fraction = parse_projection(spec)
+    families = tuple("svd" if f == "whitened_svd" else f for f in families)
+    return "+".join(families) + (f":{fraction}" if ":" in spec else "")
 
 
 def make_projection(

@@ -12,15 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-__all__ = ["save_adapter", "load_adapter", "backbone_fingerprint", "EpochCheckpoint", "AdapterFormatError",
-           "BackboneMismatchError", "training_state", "resume_training_state", "fit_key"]
+from ._version import __version__
+from .adapters import named_adapters
+
+__all__ = ["AdapterState", "write_adapter", "read_adapter", "backbone_fingerprint", "check_backbone",
+           "EpochCheckpoint", "write_checkpoint", "read_checkpoint", "checkpoint_file", "fit_key", "encode_history",
+           "decode_history", "plain_labels", "jsonable", "AdapterFormatError", "BackboneMismatchError"]
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "adapter.safetensors"
@@ -35,19 +40,59 @@ class BackboneMismatchError(ValueError):
     """The saved adapter was fitted on a different backbone than the one found now."""
 
 
+@dataclass
+class AdapterState:
+    """Everything a fitted estimator learned, as plain data: what :func:`write_adapter` stores.
+
+    Parameters
+    ----------
+    backbone : str
+        The backbone identifier to re-load the frozen weights by.
+    backbone_fingerprint : str
+        :func:`backbone_fingerprint` of the adapted module at save time.
+    classes : list
+        JSON-representable class labels.
+    params : dict
+        The estimator's JSON-representable parameters.
+    posterior_spec : tuple
+        ``(covariance, cov_rank)`` of the final posterior.
+    fitted : dict
+        Learned scalars (seeds, tuned prior precision, ...).
+    tensors : dict of str to Tensor
+        :meth:`SubspaceClassifierModule.adapter_state_dict`.
+    """
+
+    backbone: str
+    backbone_fingerprint: str
+    classes: list
+    params: dict[str, Any]
+    posterior_spec: tuple[str | None, int]
+    fitted: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 def backbone_fingerprint(module) -> str:
     """SHA-256 over the names, shapes and values of the frozen weights of the adapted layers."""
     h = hashlib.sha256()
-    for name, m in module.backbone.named_modules():
-        if hasattr(m, "base_layer") and hasattr(m, "lora_A"):
-            w = m.base_layer.weight.detach().to("cpu", torch.float32).contiguous()
-            h.update(name.encode())
-            h.update(str(tuple(w.shape)).encode())
-            h.update(w.numpy().tobytes())
+    for name, adapter in named_adapters(module.backbone):
+        w = adapter.get_base_layer().weight.detach().to("cpu", torch.float32).contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(w.shape)).encode())
+        h.update(w.numpy().tobytes())
     return h.hexdigest()
 
 
-def _jsonable(value: Any) -> bool:
+def check_backbone(state: AdapterState, module, where: str | os.PathLike) -> None:
+    """Raise :class:`BackboneMismatchError` unless ``module`` wraps the weights ``state`` was fitted on."""
+    if backbone_fingerprint(module) != state.backbone_fingerprint:
+        raise BackboneMismatchError(
+            f"The adapter in {where} was fitted on a different backbone than the {state.backbone!r} found now "
+            "(the weights of the adapted layers differ). Load it with the backbone it was trained on."
+        )
+
+
+def jsonable(value: Any) -> bool:
+    """Whether ``value`` survives ``json.dumps``."""
     try:
         json.dumps(value)
         return True
@@ -55,12 +100,13 @@ def _jsonable(value: Any) -> bool:
         return False
 
 
-def _label_list(classes: np.ndarray) -> list:
+def plain_labels(classes: np.ndarray) -> list:
+    """Class labels as plain Python values (numpy scalars unwrapped), for JSON."""
     return [c.item() if isinstance(c, np.generic) else c for c in classes.tolist()]
 
 
-def save_adapter(estimator, path: str | os.PathLike) -> Path:
-    """Write a fitted estimator's learned state to the folder ``path`` (created if needed).
+def write_adapter(path: str | os.PathLike, state: AdapterState) -> Path:
+    """Write ``state`` to the folder ``path`` (created if needed) as safetensors + JSON.
 
     Returns
     -------
@@ -68,27 +114,14 @@ def save_adapter(estimator, path: str | os.PathLike) -> Path:
     """
     from safetensors.torch import save_file
 
-    from . import __version__
-
-    estimator.check_is_fitted()
-    classes = _label_list(estimator.classes_)
-    if not _jsonable(classes):
-        raise TypeError(f"save_adapter needs JSON-representable class labels; got {classes[:3]}... Use joblib.")
+    if not jsonable(state.classes):
+        raise TypeError(f"save_adapter needs JSON-representable class labels; got {state.classes[:3]}... Use joblib.")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in estimator.module_.adapter_state_dict().items()}
-    params = {k: v for k, v in estimator.get_params(deep=False).items() if _jsonable(v) and not k.startswith("callbacks")}
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "backbone": estimator.backbone,
-        "backbone_fingerprint": backbone_fingerprint(estimator.module_),
-        "classes": classes,
-        "params": params,
-        "posterior_spec": list(estimator.posterior_spec_),
-        "fitted": {k: getattr(estimator, k) for k in ("seed_", "predict_seed_", "n_train_", "prior_precision_",
-                                                       "log_marginal_likelihood_") if hasattr(estimator, k)},
-    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.tensors.items()}
+    meta = {"format_version": FORMAT_VERSION, "library_version": __version__,
+            **{k: v for k, v in asdict(state).items() if k != "tensors"}}
+    meta["posterior_spec"] = list(state.posterior_spec)
     save_file(tensors, str(folder / TENSORS_FILE), metadata={"format": "subspace_bayes"})
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
@@ -119,58 +152,56 @@ def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
         raise AdapterFormatError(f"{file} is corrupted or truncated and cannot be read ({exc}).") from None
 
 
-def load_adapter(path: str | os.PathLike, **overrides: Any):
-    """Rebuild a fitted :class:`BayesianSubspaceClassifier` from a folder written by :func:`save_adapter`.
-
-    The backbone is loaded by its saved identifier and must be the same weights
-    (checked by fingerprint). Parameters in ``overrides`` (e.g. ``device``,
-    ``n_samples``, ``batch_size``) replace the saved ones.
+def read_adapter(path: str | os.PathLike) -> AdapterState:
+    """Read a folder written by :func:`write_adapter`.
 
     Raises
     ------
     AdapterFormatError
         Missing, truncated or corrupted files.
-    BackboneMismatchError
-        The backbone found now differs from the one the adapter was fitted on.
     """
-    from .estimator import BayesianSubspaceClassifier
-
     folder = Path(path)
     meta = _read_meta(folder)
-    tensors = _read_tensors(folder)
-    params = {**meta["params"], **overrides}
-    est = BayesianSubspaceClassifier(**params)
-    est.classes_inferred_ = np.asarray(meta["classes"])
-    for k, v in meta.get("fitted", {}).items():
-        setattr(est, k, v)
-    est.posterior_spec_ = (meta["posterior_spec"][0], int(meta["posterior_spec"][1]))
-    est._attach(tensors)
-    found = backbone_fingerprint(est.module_)
-    if found != meta["backbone_fingerprint"]:
-        raise BackboneMismatchError(
-            f"The adapter in {folder} was fitted on a different backbone than the {meta['backbone']!r} found now "
-            "(the weights of the adapted layers differ). Load it with the backbone it was trained on."
-        )
-    return est
+    try:
+        spec = meta["posterior_spec"]
+        return AdapterState(backbone=meta["backbone"], backbone_fingerprint=meta["backbone_fingerprint"],
+                            classes=meta["classes"], params=meta["params"],
+                            posterior_spec=(spec[0], int(spec[1])), fitted=meta.get("fitted", {}),
+                            tensors=_read_tensors(folder))
+    except (KeyError, IndexError, TypeError) as exc:
+        raise AdapterFormatError(f"{folder / META_FILE} lacks a field ({exc}); it was not written by "
+                                 "save_adapter.") from None
 
 
 class EpochCheckpoint(Callback):
-    """Write the full training state to ``dirname/checkpoint-<fit key>.pt`` after every epoch (atomically).
+    """Write the training state to ``dirname/checkpoint-<fit key>.pt`` after every epoch (atomically).
 
-    A later ``fit`` of an estimator with the same ``checkpoint_dir`` and settings
-    resumes from it. Only the learned tensors, optimizer moments, random-generator
-    states and the history are stored, never the frozen backbone.
+    Parameters
+    ----------
+    dirname : path
+        The checkpoint folder; the file is :func:`checkpoint_file` of the state's ``"fit_key"``.
+    state : callable
+        Returns the state to write (tensors and plain data only, with a
+        ``"fit_key"``); the estimator provides it, this callback only decides
+        when and where it is written.
     """
 
-    def __init__(self, dirname: str | os.PathLike):
+    def __init__(self, dirname: str | os.PathLike, state: Callable[[], dict]):
         self.dirname = dirname
+        self.state = state
 
     def on_epoch_end(self, net, **kwargs):
-        file = checkpoint_path(net)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}")
-        torch.save(training_state(net), tmp)
-        os.replace(tmp, file)  # atomic: a killed process leaves the previous checkpoint intact
+        state = self.state()
+        write_checkpoint(checkpoint_file(self.dirname, state["fit_key"]), state)
+
+
+def write_checkpoint(file: str | os.PathLike, state: dict) -> None:
+    """``torch.save`` to ``file`` through a temporary file, so a killed process leaves the previous one intact."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, file)
 
 
 def read_checkpoint(file: str | os.PathLike) -> dict | None:
@@ -188,14 +219,13 @@ def read_checkpoint(file: str | os.PathLike) -> dict | None:
 _NOT_IN_KEY = {"callbacks", "verbose", "checkpoint_dir", "device", "n_samples", "predictive", "warm_start"}
 
 
-def fit_key(est, inputs, y_enc) -> str:
+def fit_key(params: dict[str, Any], inputs, y_enc, classes: np.ndarray) -> str:
     """A short hash of the estimator's settings and the training data: one checkpoint file per fit.
 
     Parallel fits (cross-validation folds, grid points) sharing a ``checkpoint_dir``
     therefore never write the same file, and a repeated fit finds its own.
     """
     h = hashlib.sha256()
-    params = est.get_params(deep=False)
     for k in sorted(params):
         if k not in _NOT_IN_KEY and not k.startswith("callbacks"):
             h.update(f"{k}={params[k]!r};".encode())
@@ -203,48 +233,20 @@ def fit_key(est, inputs, y_enc) -> str:
         h.update(text.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     h.update(np.asarray(y_enc, dtype=np.int64).tobytes())
-    h.update(repr(est.classes_.tolist()).encode())
+    h.update(repr(classes.tolist()).encode())
     return h.hexdigest()[:16]
 
 
-def checkpoint_path(est) -> Path:
-    return Path(est.checkpoint_dir) / f"checkpoint-{est.fit_key_}.pt"
+def checkpoint_file(dirname: str | os.PathLike, key: str) -> Path:
+    """The checkpoint of the fit with key ``key`` (:func:`fit_key`) in ``dirname``."""
+    return Path(dirname) / f"checkpoint-{key}.pt"
 
 
-def training_state(est) -> dict:
-    """Everything needed to continue a fit exactly where it stopped (tensors and plain data only)."""
-    state = {
-        "fit_key": est.fit_key_,
-        "module": {k: v.detach().cpu() for k, v in est.module_.adapter_state_dict().items()},
-        "optimizer": est.optimizer_.state_dict(),
-        "train_generator": est.train_generator_.get_state(),
-        "shuffle_generator": est.shuffle_generator_.get_state(),
-        # JSON keeps the checkpoint loadable with torch.load(weights_only=True).
-        "history": json.dumps(list(est.history), default=lambda v: v.item() if hasattr(v, "item") else str(v)),
-    }
-    swag = dict(est.callbacks_).get("swag")
-    if swag is not None:
-        state["swag"] = swag.state_dict()
-    return state
+def encode_history(history: list) -> str:
+    """skorch's history as JSON, so a checkpoint stays loadable with ``torch.load(weights_only=True)``."""
+    return json.dumps(list(history), default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
-def resume_training_state(est) -> int:
-    """Restore the checkpoint in ``est.checkpoint_dir`` (if any) into ``est``; return the epochs it holds."""
-    from skorch.history import History
-
-    if est.checkpoint_dir is None:
-        return 0
-    file = checkpoint_path(est)
-    state = read_checkpoint(file)
-    if state is None:
-        return 0
-    if state.get("fit_key") != est.fit_key_:
-        raise AdapterFormatError(f"Checkpoint {file} belongs to another fit; delete it.")
-    est.module_.load_state_dict(state["module"], strict=False)
-    est.optimizer_.load_state_dict(state["optimizer"])
-    est.train_generator_.set_state(state["train_generator"])
-    est.shuffle_generator_.set_state(state["shuffle_generator"])
-    est.history_ = History(json.loads(state["history"]))
-    if "swag" in state:
-        dict(est.callbacks_)["swag"].load_state_dict(state["swag"])
-    return len(est.history)
+def decode_history(text: str) -> list:
+    """Inverse of :func:`encode_history` (a list to wrap in ``skorch.history.History``)."""
+    return json.loads(text)

@@ -78,3 +78,29 @@ def tiny_kwargs(tiny_bert_dir: str, **overrides):
               lr=0.1, head_lr=0.1, weight_decay=0.0, random_state=0, verbose=0, device="cpu")
     kw.update(overrides)
     return kw
+
+
+def tiny_backbone(family: str):
+    """A tiny random base model of ``family`` ("bert", "roberta" or "llama"), in eval mode."""
+    from transformers import AutoModel, LlamaConfig, RobertaConfig
+
+    if family == "bert":
+        config = tiny_bert_config(100)
+    elif family == "roberta":
+        config = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=70, pad_token_id=1)
+    else:
+        config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, pad_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return AutoModel.from_config(config).eval()
+
+
+def token_batch(n=3, t=9, seed=0):
+    """Random token ids ``(n, t)`` and an attention mask with some right padding in row 0."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 100, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.long)
+    mask[0, -3:] = 0  # some right padding
+    return ids, mask

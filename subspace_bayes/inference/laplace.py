@@ -26,16 +26,21 @@ Immer et al., "Scalable Marginal Likelihood Estimation", ICML 2021.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..posteriors import DiagGaussian, FullGaussian, GaussianPosterior
+from ..adapters import ProjectedLinear
+from ..options import LaplaceStructure, Posterior
+from ..posteriors import DiagGaussian, FullGaussian, GaussianPosterior, PointMass
+from .base import InferenceMethod, TrainingData
 
 __all__ = [
+    "Laplace",
     "softmax_hessian_factor",
     "ggn",
     "log_marginal_likelihood",
@@ -46,7 +51,7 @@ __all__ = [
     "fit_laplace",
 ]
 
-STRUCTURES = ("full", "diag", "kron")
+STRUCTURES = tuple(s.value for s in LaplaceStructure)
 
 
 def softmax_hessian_factor(probs: Tensor) -> Tensor:
@@ -73,7 +78,7 @@ def _factor_rows(module, batch: dict[str, Tensor], theta: Tensor, inputs_of=None
     n = batch["input_ids"].shape[0]
     with torch.enable_grad():
         thetas = theta.detach().expand(n, -1).clone().requires_grad_(True)
-        logits = module.paired_logits(batch, thetas)
+        logits = module.per_input_logits(batch, thetas)
     W = softmax_hessian_factor(torch.softmax(logits.detach().double(), -1)).to(logits.dtype)
     wrt = thetas if inputs_of is None else inputs_of()
     K = W.shape[2]
@@ -102,9 +107,33 @@ def ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor, structure: 
         logits, rows = _factor_rows(module, batch, theta)
         U = torch.cat([r[0] for r in rows], dim=0).double().cpu()  # (N (C-1), D): rows W_k^T J_i
         G += U.T @ U if structure == "full" else U.pow(2).sum(0)
-        nll += torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
+        nll += _summed_nll(logits, labels)
         n += labels.shape[0]
     return G, nll, n
+
+
+@contextmanager
+def _core_records(adapters: Sequence[ProjectedLinear], mask: Tensor) -> Iterator[dict]:
+    """Watch every adapter's core product with forward hooks during one forward pass.
+
+    Yields a dict ``adapter -> (abar, h)``: the token-mean core input ``abar``
+    (N, r), float64, and the core output ``h`` (N, T, r), kept in the graph.
+    """
+    records: dict[ProjectedLinear, tuple[Tensor, Tensor]] = {}
+
+    def watch(adapter: ProjectedLinear):
+        def hook(_module, inputs, output):
+            abar = (inputs[0].detach().double() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            records[adapter] = (abar, output)
+
+        return hook
+
+    handles = [a.core_product.register_forward_hook(watch(a)) for a in adapters]
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def kron_ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor):
@@ -130,35 +159,27 @@ def kron_ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor):
     n : int
     """
     adapters = module.adapters
-    A_fac = {id(a): torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters}
-    G_fac = {id(a): torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters}
+    A_fac = [torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters]
+    G_fac = [torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters]
     nll, n = 0.0, 0
     for batch in batches:
         labels = batch.pop("labels")
         mask = batch["attention_mask"][..., None].double()
-        records: dict[int, tuple[Tensor, Tensor]] = {}
-
-        def record(adapter, a, u):
-            abar = (a.detach().double() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            records[id(adapter)] = (abar, u)
-
-        N = labels.shape[0]
-        module.bank.recorder = record
-        try:
-            logits, rows = _factor_rows(module, batch, theta, inputs_of=lambda: [records[id(a)][1] for a in adapters])
-        finally:
-            module.bank.recorder = None
+        with _core_records(adapters, mask) as records:
+            logits, rows = _factor_rows(module, batch, theta, inputs_of=lambda: [records[a][1] for a in adapters])
         for grads in rows:
-            for a, g in zip(adapters, grads):
+            for G, g in zip(G_fac, grads):
                 gbar = (g.double() * mask).sum(1)  # (N, r)
-                G_fac[id(a)] += (gbar.T @ gbar).cpu()
-        for a in adapters:
-            abar = records[id(a)][0]
-            A_fac[id(a)] += (abar.T @ abar).cpu()
-        nll += torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
-        n += N
-    blocks = [torch.kron(G_fac[id(a)], A_fac[id(a)] / max(n, 1)) for a in adapters]
-    return torch.block_diag(*blocks), nll, n
+                G += (gbar.T @ gbar).cpu()
+        for A, a in zip(A_fac, adapters):
+            A += (records[a][0].T @ records[a][0]).cpu()
+        nll += _summed_nll(logits, labels)
+        n += labels.shape[0]
+    return torch.block_diag(*[torch.kron(G, A / max(n, 1)) for G, A in zip(G_fac, A_fac)]), nll, n
+
+
+def _summed_nll(logits: Tensor, labels: Tensor) -> float:
+    return torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
 
 
 def log_marginal_likelihood(prior_precision: float, eigenvalues: np.ndarray, theta_sq_norm: float,
@@ -223,3 +244,37 @@ def fit_laplace(module, batches: Iterable[dict[str, Tensor]], structure: str = "
     delta = tune_prior_precision(eig, sq_norm, nll) if prior_precision == "auto" else float(prior_precision)
     return LaplaceFit(laplace_posterior(mean.cpu().float(), G, delta), delta,
                       log_marginal_likelihood(delta, eig, sq_norm, nll))
+
+
+@dataclass
+class Laplace(InferenceMethod):
+    """MAP training, then the Laplace approximation at the MAP cores (:func:`fit_laplace`).
+
+    Parameters
+    ----------
+    structure : {"full", "diag", "kron"}, default="full"
+    prior_precision : float or "auto", default="auto"
+    """
+
+    name = Posterior.LAPLACE.value
+    parameters = {"laplace_structure": "structure", "prior_precision": "prior_precision"}
+
+    structure: str = LaplaceStructure.FULL.value
+    prior_precision: float | str = "auto"
+    result: LaplaceFit | None = field(default=None, init=False, repr=False)
+
+    def restart(self, posterior: GaussianPosterior) -> GaussianPosterior:
+        # Continue from the posterior mean as a point estimate; the approximation is rebuilt.
+        return PointMass.from_mean(posterior.mean.detach())
+
+    def finish(self, module: nn.Module, data: TrainingData) -> GaussianPosterior:
+        module.eval()
+        batches = ({k: v for k, v in batch.items() if k != "sample_weight"} for batch in data.batches())
+        self.result = fit_laplace(module, batches, self.structure, self.prior_precision)
+        return self.result.posterior
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        if self.result is None:
+            return {}
+        return {"prior_precision_": self.result.prior_precision,
+                "log_marginal_likelihood_": self.result.log_marginal_likelihood}

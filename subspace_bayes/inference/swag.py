@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 from skorch.callbacks import Callback
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..posteriors import DiagGaussian, GaussianPosterior, LowRankGaussian
+from ..options import Posterior
+from ..posteriors import DiagGaussian, GaussianPosterior, LowRankGaussian, PointMass
+from .base import InferenceMethod, Schedule, TrainingData
 
-__all__ = ["SWAGMoments", "SWAGCollector"]
+__all__ = ["SWAG", "SWAGMoments", "SWAGCollector"]
 
 
 class SWAGMoments:
@@ -98,12 +102,15 @@ class SWAGCollector(Callback):
     max_snapshots : int, default=20
     lr : float, optional
         Constant learning rate of the cores during collection.
+    steps_per_epoch : int, default=1
+        Optimizer steps per epoch of the training split (sets the snapshot spacing).
     """
 
-    def __init__(self, start_epoch: int, max_snapshots: int = 20, lr: float | None = None):
+    def __init__(self, start_epoch: int, max_snapshots: int = 20, lr: float | None = None, steps_per_epoch: int = 1):
         self.start_epoch = start_epoch
         self.max_snapshots = max_snapshots
         self.lr = lr
+        self.steps_per_epoch = steps_per_epoch
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         restored = getattr(self, "restored_", None)
@@ -112,9 +119,8 @@ class SWAGCollector(Callback):
             self.moments_, self.interval_, self.step_ = restored
             return
         self.moments_ = SWAGMoments(self.max_snapshots)
-        steps_per_epoch = max(1, math.ceil(len(X) / net.batch_size)) if X is not None else 1
         collection_epochs = max(1, net.max_epochs - self.start_epoch)
-        self.interval_ = max(1, (collection_epochs * steps_per_epoch) // self.max_snapshots)
+        self.interval_ = max(1, (collection_epochs * self.steps_per_epoch) // self.max_snapshots)
         self.step_ = 0
 
     def state_dict(self) -> dict:
@@ -123,7 +129,7 @@ class SWAGCollector(Callback):
         return {"n": m.n, "mean": m.mean, "sq_mean": m.sq_mean, "recent": list(m.recent),
                 "interval": self.interval_, "step": self.step_}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         m = SWAGMoments(self.max_snapshots)
         m.n, m.mean, m.sq_mean = state["n"], state["mean"], state["sq_mean"]
         m.recent.extend(state["recent"])
@@ -132,7 +138,10 @@ class SWAGCollector(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         if self.lr is not None and len(net.history) - 1 == self.start_epoch:
-            net.optimizer_.param_groups[0]["lr"] = self.lr
+            cores = {id(p) for p in net.module_.posterior.parameters()}
+            for group in net.optimizer_.param_groups:  # the groups that hold the cores, wherever they are
+                if any(id(p) in cores for p in group["params"]):
+                    group["lr"] = self.lr
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if not training or len(net.history) - 1 < self.start_epoch:
@@ -140,3 +149,47 @@ class SWAGCollector(Callback):
         self.step_ += 1
         if self.step_ % self.interval_ == 0:
             self.moments_.update(net.module_.posterior.mean)
+
+
+@dataclass
+class SWAG(InferenceMethod):
+    """MAP training, then snapshot moments of the cores at a constant learning rate.
+
+    Parameters
+    ----------
+    start : int or None, default=None
+        Epoch (0-based) at which collection starts; None: half of ``max_epochs``.
+    max_snapshots : int, default=20
+    scale : float, default=1.0
+        Multiplies the covariance.
+    lr : float or None, default=None
+        Constant learning rate of the cores during collection (None: unchanged).
+    """
+
+    name = Posterior.SWAG.value
+    parameters = {"swag_start": "start", "swag_max_snapshots": "max_snapshots", "swag_scale": "scale",
+                  "swag_lr": "lr"}
+
+    start: int | None = None
+    max_snapshots: int = 20
+    scale: float = 1.0
+    lr: float | None = None
+    collector: SWAGCollector | None = field(default=None, init=False, repr=False)
+
+    def callbacks(self, schedule: Schedule) -> list[tuple[str, Callback]]:
+        start = schedule.max_epochs // 2 if self.start is None else self.start
+        self.collector = SWAGCollector(start, self.max_snapshots, self.lr, schedule.steps_per_epoch)
+        return [("swag", self.collector)]
+
+    def restart(self, posterior: GaussianPosterior) -> GaussianPosterior:
+        # Continue from the SWAG mean as a point estimate; the moments are collected afresh.
+        return PointMass.from_mean(posterior.mean.detach())
+
+    def finish(self, module: nn.Module, data: TrainingData) -> GaussianPosterior:
+        return self.collector.moments_.posterior(self.scale)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.collector.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.collector.load_state_dict(state)

@@ -1,11 +1,41 @@
-"""Variational inference: the (negative) evidence lower bound as a criterion."""
+"""Variational inference: a Gaussian over the cores trained on the (negative) evidence lower bound."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ELBOLoss", "expected_nll"]
+from ..options import Covariance, Posterior
+from .base import InferenceMethod
+
+__all__ = ["VI", "ELBOLoss", "expected_nll"]
+
+
+@dataclass
+class VI(InferenceMethod):
+    """Fit ``q(theta) = N(mu, Sigma)`` by stochastic gradient descent on :class:`ELBOLoss`.
+
+    Parameters
+    ----------
+    covariance : {"diag", "lowrank", "full"}, default="lowrank"
+    cov_rank : int, default=4
+        Columns of the low-rank factor (``"lowrank"`` only).
+
+    References
+    ----------
+    Blundell et al., "Weight Uncertainty in Neural Networks", ICML 2015, arXiv:1505.05424.
+    """
+
+    name = Posterior.VI.value
+    parameters = {"covariance": "covariance", "cov_rank": "cov_rank"}
+
+    covariance: str = Covariance.LOWRANK.value
+    cov_rank: int = 4
+
+    def training_structure(self) -> tuple[str | None, int]:
+        return (Covariance(self.covariance).value, self.cov_rank)
 
 
 def expected_nll(logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
