@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-slow docs install clean
+.PHONY: demo test test-slow lint format docs install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(STAMP)
 # Slow tests on the real bundled MiniLM backbone (minutes on 2 CPU cores).
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m slow -q -s $(ARGS) || [ $$? -eq 5 ]
+
+# Lint and format check (ruff, configured in pyproject.toml); `make format` rewrites the files.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # The documentation site (strict: any warning fails), built into site/.
 docs: $(STAMP)

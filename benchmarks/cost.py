@@ -44,7 +44,8 @@ def peak_rss_mb(posterior: str, n: int, epochs: int) -> float:
         "import resource, subspace_bayes as sb\n"
         "from subspace_bayes.datasets import load_sst2\n"
         f"X, y = load_sst2('train', n={n})\n"
-        f"sb.BayesianSubspaceClassifier(posterior='{posterior}', max_epochs={epochs}, verbose=0, random_state=0).fit(X, y)\n"
+        f"sb.BayesianSubspaceClassifier(posterior='{posterior}', max_epochs={epochs}, verbose=0, random_state=0)"
+        ".fit(X, y)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -57,8 +58,9 @@ def _draws(clf, S: int) -> torch.Tensor:
 
 
 def batches_of(clf, X):
-    loader = torch.utils.data.DataLoader(TextDataset(coerce_texts(X)), batch_size=clf.batch_size,
-                                         collate_fn=TextCollator(clf.tokenizer_, clf.max_length))
+    loader = torch.utils.data.DataLoader(
+        TextDataset(coerce_texts(X)), batch_size=clf.batch_size, collate_fn=TextCollator(clf.tokenizer_, clf.max_length)
+    )
     return [Xi for Xi, _ in loader]
 
 
@@ -79,11 +81,19 @@ def predict_costs(clf, X, sample_counts, sync=lambda: None):
     for S in sample_counts:
         theta = _draws(clf, S).to(clf.device_)
         mc_probabilities(module, batches[:1], theta)  # warm-up
-        _, separate = clocked(lambda: [mc_probabilities(module, batches, theta[s : s + 1]) for s in range(S)])
-        _, folded = clocked(lambda: mc_probabilities(module, batches, theta))  # default chunking
-        _, whole = clocked(lambda: mc_probabilities(module, batches, theta, max_rows=10**9))  # all S in one pass
-        rows.append({"S": S, "batched_s": folded, "separate_s": separate, "ratio": folded / separate,
-                     "one_pass_s": whole, "one_pass_ratio": whole / separate})
+        _, separate = clocked(lambda t=theta, S=S: [mc_probabilities(module, batches, t[s : s + 1]) for s in range(S)])
+        _, folded = clocked(lambda t=theta: mc_probabilities(module, batches, t))  # default chunking
+        _, whole = clocked(lambda t=theta: mc_probabilities(module, batches, t, max_rows=10**9))  # all S in one pass
+        rows.append(
+            {
+                "S": S,
+                "batched_s": folded,
+                "separate_s": separate,
+                "ratio": folded / separate,
+                "one_pass_s": whole,
+                "one_pass_ratio": whole / separate,
+            }
+        )
     return rows
 
 
@@ -99,16 +109,23 @@ def profile_forward(clf, X, S: int) -> dict[str, float]:
     def post(key):
         def fn(m, *_):
             spent[key] += time.perf_counter() - starts[id(m)]
+
         return fn
 
-    handles = [module.backbone.embeddings.register_forward_pre_hook(pre),
-               module.backbone.embeddings.register_forward_hook(post("embeddings (computed once, tiled)"))]
+    handles = [
+        module.backbone.embeddings.register_forward_pre_hook(pre),
+        module.backbone.embeddings.register_forward_hook(post("embeddings (computed once, tiled)")),
+    ]
     base_time = {"t": 0.0}
     for a in module.adapters:
-        handles += [a.register_forward_pre_hook(pre), a.register_forward_hook(post("adapter (B R A path)")),
-                    a.base_layer.register_forward_pre_hook(pre),
-                    a.base_layer.register_forward_hook(lambda m, *_: base_time.__setitem__(
-                        "t", base_time["t"] + time.perf_counter() - starts[id(m)]))]
+        handles += [
+            a.register_forward_pre_hook(pre),
+            a.register_forward_hook(post("adapter (B R A path)")),
+            a.base_layer.register_forward_pre_hook(pre),
+            a.base_layer.register_forward_hook(
+                lambda m, *_: base_time.__setitem__("t", base_time["t"] + time.perf_counter() - starts[id(m)])
+            ),
+        ]
     handles += [module.head.register_forward_pre_hook(pre), module.head.register_forward_hook(post("head and pooling"))]
     batches = batches_of(clf, X)
     theta = _draws(clf, S)
@@ -145,10 +162,10 @@ def main() -> None:
     # Warm-up: the first fit in a process pays one-off costs (thread pools, allocator, tokenizer
     # caches) that would otherwise be charged to MAP and flatter every ratio against it.
     fit_seconds(X[: n // 4], y[: n // 4], posterior="vi", max_epochs=1)
-    map_clf, t_map = fit_seconds(X, y, posterior="map", max_epochs=epochs)
+    _, t_map = fit_seconds(X, y, posterior="map", max_epochs=epochs)
     vi_clf, t_vi = fit_seconds(X, y, posterior="vi", max_epochs=epochs)
     _, t_swag = fit_seconds(X, y, posterior="swag", max_epochs=epochs, swag_start=0)
-    lap_clf, t_lap = fit_seconds(X, y, posterior="laplace", max_epochs=epochs)
+    _, t_lap = fit_seconds(X, y, posterior="laplace", max_epochs=epochs)
     epoch_s = t_map / epochs
     pred = predict_costs(vi_clf, X_pred, counts)
     # Adapters on the top half of the layers only: the bottom half is then draw-independent and
@@ -169,23 +186,62 @@ def main() -> None:
     rows = [
         ("fit seconds, VI / MAP", t_vi / t_map, "<= 1.15", f"{t_vi:.0f} s / {t_map:.0f} s"),
         ("fit seconds, SWAG / MAP (same epochs)", t_swag / t_map, "<= 1.1", f"{t_swag:.0f} s / {t_map:.0f} s"),
-        ("Laplace post-hoc step, epoch-equivalents", (t_lap - t_map) / epoch_s, "<= 1",
-         f"({t_lap:.0f} - {t_map:.0f}) s / {epoch_s:.0f} s"),
-        *[(f"predict, batched MC (chunks of {FOLD_ROWS['cpu']} sequences) / S separate passes, S={r['S']}", r["ratio"],
-           "<= 0.8" if r["S"] == 32 else "", f"{r['batched_s']:.1f} s / {r['separate_s']:.1f} s") for r in pred],
-        *[(f"predict, all S draws in one pass / S separate passes, S={r['S']}", r["one_pass_ratio"], "",
-           f"{r['one_pass_s']:.1f} s / {r['separate_s']:.1f} s") for r in pred],
-        (f"predict, batched MC / S separate passes, S=32, adapters on layers {n_layers // 2}-{n_layers - 1} only "
-         f"(embeddings and layers 0-{n_layers // 2 - 1} computed once per batch)", top_pred["ratio"], "",
-         f"{top_pred['batched_s']:.1f} s / {top_pred['separate_s']:.1f} s"),
+        (
+            "Laplace post-hoc step, epoch-equivalents",
+            (t_lap - t_map) / epoch_s,
+            "<= 1",
+            f"({t_lap:.0f} - {t_map:.0f}) s / {epoch_s:.0f} s",
+        ),
+        *[
+            (
+                f"predict, batched MC (chunks of {FOLD_ROWS['cpu']} sequences) / S separate passes, S={r['S']}",
+                r["ratio"],
+                "<= 0.8" if r["S"] == 32 else "",
+                f"{r['batched_s']:.1f} s / {r['separate_s']:.1f} s",
+            )
+            for r in pred
+        ],
+        *[
+            (
+                f"predict, all S draws in one pass / S separate passes, S={r['S']}",
+                r["one_pass_ratio"],
+                "",
+                f"{r['one_pass_s']:.1f} s / {r['separate_s']:.1f} s",
+            )
+            for r in pred
+        ],
+        (
+            f"predict, batched MC / S separate passes, S=32, adapters on layers {n_layers // 2}-{n_layers - 1} only "
+            f"(embeddings and layers 0-{n_layers // 2 - 1} computed once per batch)",
+            top_pred["ratio"],
+            "",
+            f"{top_pred['batched_s']:.1f} s / {top_pred['separate_s']:.1f} s",
+        ),
         ("predict, GLM / MC at S=32", t_glm / t_mc, "<= 0.25", f"{t_glm:.1f} s / {t_mc:.1f} s"),
-        ("predict_proba at S=32 (length-sorted batches) / folded MC over in-order batches", t_mc / pred32["batched_s"],
-         "", f"{t_mc:.1f} s / {pred32['batched_s']:.1f} s"),
-        ("peak memory of fit, VI / MAP (process RSS)", mem_vi / mem_map, "<= 1.1", f"{mem_vi:.0f} MB / {mem_map:.0f} MB"),
-        ("Bayesian parameters, ours / LoRA r=8", params["ours"] / params["lora_r8"], "<= 0.1",
-         f"{params['ours']:,} / {params['lora_r8']:,}"),
-        ("Bayesian parameters, ours / BLoB-style r=8", params["ours"] / params["blob_r8"], "",
-         f"{params['ours']:,} / {params['blob_r8']:,}"),
+        (
+            "predict_proba at S=32 (length-sorted batches) / folded MC over in-order batches",
+            t_mc / pred32["batched_s"],
+            "",
+            f"{t_mc:.1f} s / {pred32['batched_s']:.1f} s",
+        ),
+        (
+            "peak memory of fit, VI / MAP (process RSS)",
+            mem_vi / mem_map,
+            "<= 1.1",
+            f"{mem_vi:.0f} MB / {mem_map:.0f} MB",
+        ),
+        (
+            "Bayesian parameters, ours / LoRA r=8",
+            params["ours"] / params["lora_r8"],
+            "<= 0.1",
+            f"{params['ours']:,} / {params['lora_r8']:,}",
+        ),
+        (
+            "Bayesian parameters, ours / BLoB-style r=8",
+            params["ours"] / params["blob_r8"],
+            "",
+            f"{params['ours']:,} / {params['blob_r8']:,}",
+        ),
     ]
 
     def verdict(value, target):
@@ -197,14 +253,18 @@ def main() -> None:
     lines = [
         "# Cost benchmark",
         "",
-        f"`python benchmarks/cost.py{' --quick' if args.quick else ''}` on {platform.processor() or platform.machine()}, "
+        f"`python benchmarks/cost.py{' --quick' if args.quick else ''}` "
+        f"on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}; MiniLM-L6 backbone, rank 8, "
         f"{n} SST-2 sentences, {epochs} epochs, batch 32; prediction on {n_pred} sentences. Each ratio compares "
         "two runs of the same data and settings made one after the other in the same process.",
         "",
         "| measure | ratio | target | verdict | raw |",
         "|---|---|---|---|---|",
-        *[f"| {name} | {value:.3f} | {target} | {verdict(value, target)} | {raw} |" for name, value, target, raw in rows],
+        *[
+            f"| {name} | {value:.3f} | {target} | {verdict(value, target)} | {raw} |"
+            for name, value, target, raw in rows
+        ],
         "",
         f"## Where the time of a folded prediction goes (S=32, {n_pred} sentences, {profile['total_s']:.1f} s)",
         "",
@@ -218,9 +278,16 @@ def main() -> None:
     Path(args.output).write_text(text)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "cost.json").write_text(json.dumps({"rows": [dict(zip(("measure", "ratio", "target", "raw"), r))
-                                                            for r in rows], "profile": profile, "params": params},
-                                                  indent=2))
+    (results / "cost.json").write_text(
+        json.dumps(
+            {
+                "rows": [dict(zip(("measure", "ratio", "target", "raw"), r, strict=True)) for r in rows],
+                "profile": profile,
+                "params": params,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

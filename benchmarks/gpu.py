@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import torch
+from cost import predict_costs
 
-from cost import predict_costs  # noqa: E402 - benchmarks/ is the script's folder
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.datasets import load_sst2
 
@@ -34,8 +34,15 @@ def _sync(device: str) -> None:
 
 
 def fit_throughput(X, y, posterior: str, precision: str, epochs: int, device: str, batch_size: int):
-    clf = BayesianSubspaceClassifier(posterior=posterior, precision=precision, max_epochs=epochs, device=device,
-                                     batch_size=batch_size, verbose=0, random_state=0)
+    clf = BayesianSubspaceClassifier(
+        posterior=posterior,
+        precision=precision,
+        max_epochs=epochs,
+        device=device,
+        batch_size=batch_size,
+        verbose=0,
+        random_state=0,
+    )
     clf.set_params(max_epochs=1).fit(X[:batch_size], y[:batch_size])  # warm-up: load, CUDA context, kernels
     clf.set_params(max_epochs=epochs)
     if device.startswith("cuda"):
@@ -81,8 +88,15 @@ def main() -> None:
             clf, fit_tp, peak = fit_throughput(X, y, posterior, precision, epochs, args.device, args.batch_size)
             mc_tp, mc_s = predict_throughput(clf, X_val, args.device)
             fitted[posterior] = (clf, fit_tp, peak)
-            rows.append({"precision": precision, "posterior": posterior, "fit_examples_per_s": fit_tp,
-                         "predict_examples_per_s_S32": mc_tp, "peak_fit_gpu_memory_mb": peak})
+            rows.append(
+                {
+                    "precision": precision,
+                    "posterior": posterior,
+                    "fit_examples_per_s": fit_tp,
+                    "predict_examples_per_s_S32": mc_tp,
+                    "peak_fit_gpu_memory_mb": peak,
+                }
+            )
         vi = fitted["vi"][0]
         _, glm_s = predict_throughput(vi, X_val, args.device, predictive="glm")
         _, mc_s = predict_throughput(vi, X_val, args.device)
@@ -95,13 +109,22 @@ def main() -> None:
             (precision, "predict, GLM / MC at S=32", glm_s / mc_s, "<= 0.25"),
         ]
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu"
-    head = (f"`python benchmarks/gpu.py{' --quick' if args.quick else ''}` on {name}, torch {torch.__version__}, "
-            f"CUDA {torch.version.cuda}, Python {platform.python_version()}; MiniLM-L6, rank 8, batch {args.batch_size}, "
-            f"{n} SST-2 sentences x {epochs} epochs, prediction on {len(X_val)} sentences")
-    lines = [head, "", "| precision | posterior | fit examples/s | predict examples/s (S=32; MAP: 1 draw) | peak fit GPU MB |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['precision']} | {r['posterior']} | {r['fit_examples_per_s']:.0f} | "
-              f"{r['predict_examples_per_s_S32']:.0f} | {r['peak_fit_gpu_memory_mb']:.0f} |" for r in rows]
+    head = (
+        f"`python benchmarks/gpu.py{' --quick' if args.quick else ''}` on {name}, torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}, Python {platform.python_version()}; MiniLM-L6, rank 8, batch {args.batch_size}, "
+        f"{n} SST-2 sentences x {epochs} epochs, prediction on {len(X_val)} sentences"
+    )
+    lines = [
+        head,
+        "",
+        "| precision | posterior | fit examples/s | predict examples/s (S=32; MAP: 1 draw) | peak fit GPU MB |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['precision']} | {r['posterior']} | {r['fit_examples_per_s']:.0f} | "
+        f"{r['predict_examples_per_s_S32']:.0f} | {r['peak_fit_gpu_memory_mb']:.0f} |"
+        for r in rows
+    ]
     lines += ["", "| precision | measure | ratio | target |", "|---|---|---|---|"]
     lines += [f"| {p} | {m} | {v:.3f} | {t} |" for p, m, v, t in ratios]
     text = "\n".join(lines)
@@ -109,9 +132,17 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = "gpu" if args.device.startswith("cuda") else f"gpu-{args.device}"
-    (out / f"{stem}.json").write_text(json.dumps(
-        {"device": name, "args": vars(args), "rows": rows,
-         "ratios": [dict(zip(("precision", "measure", "ratio", "target"), r)) for r in ratios]}, indent=2))
+    (out / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "device": name,
+                "args": vars(args),
+                "rows": rows,
+                "ratios": [dict(zip(("precision", "measure", "ratio", "target"), r, strict=True)) for r in ratios],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

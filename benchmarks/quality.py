@@ -35,8 +35,8 @@ from sklearn.metrics import roc_auc_score
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.datasets import load_agnews_ood, load_mrpc, load_rte, load_sst2
 from subspace_bayes.inference.laplace import ggn, ggn_eigenvalues, laplace_posterior, tune_prior_precision
-from subspace_bayes.posteriors import PointMass
 from subspace_bayes.metrics import brier_score, expected_calibration_error, negative_log_likelihood
+from subspace_bayes.posteriors import PointMass
 from subspace_bayes.predictive import entropy, mc_probabilities
 from subspace_bayes.text import TextCollator, TextDataset, coerce_texts
 
@@ -60,7 +60,7 @@ def load_task(name: str, glue_dir: Path, n_train: int, seed: int):
         raise ValueError(f"Unknown dataset {name!r}; use sst2, rte or mrpc.")
     idx = rng.permutation(len(X))
     tr, cal = idx[:n_train], idx[n_train : n_train + 200]
-    pick = lambda ids: ([X[i] for i in ids], np.asarray(y)[ids])  # noqa: E731
+    pick = lambda ids: ([X[i] for i in ids], np.asarray(y)[ids])
     return (*pick(tr), *pick(cal), X_test, np.asarray(y_test))
 
 
@@ -80,8 +80,9 @@ def by_length(X, y=None):
 
 
 def _batches(clf, X):
-    loader = torch.utils.data.DataLoader(TextDataset(coerce_texts(X)), batch_size=clf.batch_size,
-                                         collate_fn=TextCollator(clf.tokenizer_, clf.max_length))
+    loader = torch.utils.data.DataLoader(
+        TextDataset(coerce_texts(X)), batch_size=clf.batch_size, collate_fn=TextCollator(clf.tokenizer_, clf.max_length)
+    )
     return [{k: v.to(clf.device_) for k, v in Xi.items()} for Xi, _ in loader]
 
 
@@ -104,7 +105,7 @@ def mc_dropout(clf, X, p=0.1, S=16):
         mean = module.posterior.mean.detach()[None]
         return np.concatenate([mc_probabilities(module, _batches(clf, X), mean) for _ in range(S)])
     finally:
-        for m, q in zip(drops, old):
+        for m, q in zip(drops, old, strict=True):
             m.p = q
         module.eval()
 
@@ -113,7 +114,9 @@ def laplace_variant(lap_clf, X_train, y_train, structure):
     """Post-hoc Laplace of another structure on the same MAP model (shares its training run)."""
     enc = np.searchsorted(lap_clf.classes_, y_train)
     data = TextDataset(coerce_texts(X_train), enc)
-    loader = torch.utils.data.DataLoader(data, batch_size=lap_clf.batch_size, collate_fn=lap_TextCollator(clf.tokenizer_, clf.max_length))
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=lap_clf.batch_size, collate_fn=TextCollator(lap_clf.tokenizer_, lap_clf.max_length)
+    )
     mean = lap_clf.module_.posterior.mean.detach()
     G, nll, _ = ggn(lap_clf.module_, ({**X, "labels": y} for X, y in loader), mean, structure)
     delta = tune_prior_precision(ggn_eigenvalues(G), float(mean.double().pow(2).sum()), nll)
@@ -155,14 +158,24 @@ def run_seed(task, glue_dir, seed, args, X_ood):
     lap.module_.posterior = point
     for predictive in ("mc", "glm"):
         lap.set_params(predictive=predictive)
-        record(f"Laplace full, {predictive.upper()}", lap, lap.predict_sample_proba(X_test),
-               lap.predict_sample_proba(X_ood), t_lap)
+        record(
+            f"Laplace full, {predictive.upper()}",
+            lap,
+            lap.predict_sample_proba(X_test),
+            lap.predict_sample_proba(X_ood),
+            t_lap,
+        )
     for structure in ("kron", "diag"):
         lap.module_.posterior = laplace_variant(lap, X, y, structure).to(lap.device_)
         for predictive in ("mc", "glm"):
             lap.set_params(predictive=predictive)
-            record(f"Laplace {structure}, {predictive.upper()}", lap, lap.predict_sample_proba(X_test),
-                   lap.predict_sample_proba(X_ood), t_lap)
+            record(
+                f"Laplace {structure}, {predictive.upper()}",
+                lap,
+                lap.predict_sample_proba(X_test),
+                lap.predict_sample_proba(X_ood),
+                t_lap,
+            )
 
     members, t_ens = [at_mean(lap, X_test)], t_lap
     members_ood = [at_mean(lap, X_ood)]
@@ -174,8 +187,12 @@ def run_seed(task, glue_dir, seed, args, X_ood):
         members_ood.append(m.predict_sample_proba(X_ood))
     record("Deep ensemble (3 MAP)", lap, np.concatenate(members), np.concatenate(members_ood), t_ens)
 
-    for name, kw in [("VI diag", dict(covariance="diag")), ("VI lowrank (k=4)", dict(covariance="lowrank")),
-                     ("VI full", dict(covariance="full")), ("SWAG", dict(posterior="swag"))]:
+    for name, kw in [
+        ("VI diag", dict(covariance="diag")),
+        ("VI lowrank (k=4)", dict(covariance="lowrank")),
+        ("VI full", dict(covariance="full")),
+        ("SWAG", dict(posterior="swag")),
+    ]:
         t0 = time.perf_counter()
         clf = BayesianSubspaceClassifier(**{**common, "posterior": "vi", **kw}).fit(X, y)
         record(name, clf, clf.predict_sample_proba(X_test), clf.predict_sample_proba(X_ood), time.perf_counter() - t0)
@@ -188,8 +205,12 @@ def table(results: dict) -> str:
     lines = []
     for task, per_seed in results.items():
         methods = list(per_seed[0]["metrics"])
-        lines += [f"### {task} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})", "",
-                  "| method | accuracy | ECE | NLL | Brier | OOD AUROC |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {task} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})",
+            "",
+            "| method | accuracy | ECE | NLL | Brier | OOD AUROC |",
+            "|---|---|---|---|---|---|",
+        ]
         for m in methods:
             cells = []
             for key in ("accuracy", "ece", "nll", "brier", "ood_auroc"):
@@ -211,8 +232,10 @@ def write_markdown(path: Path, args, results: dict) -> None:
     by_seeds: dict = {}  # one command per set of seeds, so the commands run exactly these cells
     for task, seeds in done.items():
         by_seeds.setdefault(tuple(seeds), []).append(task)
-    command = "\n".join(f"python benchmarks/quality.py --datasets {' '.join(tasks)} --seeds {' '.join(map(str, seeds))}"
-                        f"{protocol}" for seeds, tasks in by_seeds.items())
+    command = "\n".join(
+        f"python benchmarks/quality.py --datasets {' '.join(tasks)} --seeds {' '.join(map(str, seeds))}{protocol}"
+        for seeds, tasks in by_seeds.items()
+    )
     block = (
         f"{BEGIN}\nRegenerate this table with (a cell already in `benchmarks/results/quality.json` is skipped):"
         f"\n\n```bash\n{command}\n```\n\n"
@@ -221,11 +244,14 @@ def write_markdown(path: Path, args, results: dict) -> None:
         f"{args.n_ood} AG News snippets as OOD, max_length {args.max_length}; "
         "ECE with 15 equal-width bins; OOD AUROC separates the test set from AG News by predictive entropy. "
         "Mean ± std over the seeds run for each dataset (seeds per dataset: "
-        + ", ".join(f"{t} {s}" for t, s in done.items()) + ").\n\n" + table(results) + f"\n{END}"
+        + ", ".join(f"{t} {s}" for t, s in done.items())
+        + ").\n\n"
+        + table(results)
+        + f"\n{END}"
     )
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
@@ -243,8 +269,11 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--glue-dir", type=Path, default=DEFAULT_GLUE)
     parser.add_argument("--fresh", action="store_true", help="ignore cells already in the JSON file")
-    parser.add_argument("--table-only", action="store_true",
-                        help="rewrite the Markdown table from the JSON file without running anything")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="rewrite the Markdown table from the JSON file without running anything",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -275,8 +304,11 @@ def main() -> None:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps({"protocol": protocol, "results": results}, indent=2))
             write_markdown(args.markdown, args, results)
-            print(table({task: results[task]}), f"\n[quality] {task}, seed {seed}: "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                table({task: results[task]}),
+                f"\n[quality] {task}, seed {seed}: {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The Bayesian posterior versus post-hoc calibration of the MAP model (CalibratedClassifierCV).
 
-    python examples/compare_calibration.py           # about 8 minutes on 2 CPU cores
-    python examples/compare_calibration.py --quick
+python examples/compare_calibration.py           # about 8 minutes on 2 CPU cores
+python examples/compare_calibration.py --quick
 """
 
 import argparse
@@ -35,5 +35,7 @@ print(f"{'method':<20} {'acc':>6} {'ECE':>6} {'NLL':>6} {'Brier':>6}")
 for name, model in models.items():
     p = model.predict_proba(X_val)
     acc = (p.argmax(1) == y_val).mean()
-    print(f"{name:<20} {acc:6.3f} {expected_calibration_error(y_val, p):6.3f} "
-          f"{negative_log_likelihood(y_val, p):6.3f} {brier_score(y_val, p):6.3f}")
+    print(
+        f"{name:<20} {acc:6.3f} {expected_calibration_error(y_val, p):6.3f} "
+        f"{negative_log_likelihood(y_val, p):6.3f} {brier_score(y_val, p):6.3f}"
+    )

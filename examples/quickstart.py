@@ -1,7 +1,7 @@
 """Quickstart: fit a Bayesian subspace classifier on bundled SST-2 and look at its uncertainty.
 
-    python examples/quickstart.py            # about 3 minutes on 2 CPU cores
-    python examples/quickstart.py --quick    # seconds (a smoke run)
+python examples/quickstart.py            # about 3 minutes on 2 CPU cores
+python examples/quickstart.py --quick    # seconds (a smoke run)
 """
 
 import argparse
@@ -27,9 +27,11 @@ clf.fit(X, labels)
 
 proba = clf.predict_proba(X_val)
 y_val_named = pd.Series(y_val).map({0: "negative", 1: "positive"}).to_numpy()
-print(f"accuracy {clf.score(X_val, y_val_named):.3f}  "
-      f"ECE {expected_calibration_error(y_val_named, proba, labels=clf.classes_):.3f}  "
-      f"NLL {negative_log_likelihood(y_val_named, proba, labels=clf.classes_):.3f}")
+print(
+    f"accuracy {clf.score(X_val, y_val_named):.3f}  "
+    f"ECE {expected_calibration_error(y_val_named, proba, labels=clf.classes_):.3f}  "
+    f"NLL {negative_log_likelihood(y_val_named, proba, labels=clf.classes_):.3f}"
+)
 
 texts = X_val[:3] + load_agnews_ood(n=3)
 table = pd.DataFrame(clf.predict_uncertainty(texts))

@@ -34,8 +34,8 @@ print("coverage  acc(total)  acc(epistemic)")
 curves = {}
 for key in ("total", "epistemic"):
     order = np.argsort(uncertainty[key], kind="stable")  # most certain first
-    curves[key] = [correct[order[: max(1, int(round(c * len(order))))]].mean() for c in coverages]
-for c, a, b in zip(coverages, curves["total"], curves["epistemic"]):
+    curves[key] = [correct[order[: max(1, round(c * len(order)))]].mean() for c in coverages]
+for c, a, b in zip(coverages, curves["total"], curves["epistemic"], strict=True):
     print(f"{c:8.1f}  {a:10.3f}  {b:14.3f}")
 
 import matplotlib  # noqa: E402 - only needed for the figure

@@ -1,7 +1,7 @@
 """Sentence-pair classification (GLUE RTE: does the premise entail the hypothesis?).
 
-    python examples/sentence_pairs.py --data-dir path/to/RTE          # train.tsv and dev.tsv inside
-    python examples/sentence_pairs.py --data-dir path/to/RTE --quick
+python examples/sentence_pairs.py --data-dir path/to/RTE          # train.tsv and dev.tsv inside
+python examples/sentence_pairs.py --data-dir path/to/RTE --quick
 """
 
 import argparse
@@ -26,9 +26,12 @@ if args.quick:
 
 # A 2-column DataFrame works as well as a list of pairs.
 X_df = pd.DataFrame(X, columns=["premise", "hypothesis"])
-clf = BayesianSubspaceClassifier(backbone=args.backbone, max_epochs=1 if args.quick else 8, max_length=160,
-                                 random_state=0)
+clf = BayesianSubspaceClassifier(
+    backbone=args.backbone, max_epochs=1 if args.quick else 8, max_length=160, random_state=0
+)
 clf.fit(X_df, y)
 proba = clf.predict_proba(X_dev)
-print(f"classes {list(clf.classes_)}; accuracy {clf.score(X_dev, y_dev):.3f}; "
-      f"ECE {expected_calibration_error(y_dev, proba, labels=clf.classes_):.3f}")
+print(
+    f"classes {list(clf.classes_)}; accuracy {clf.score(X_dev, y_dev):.3f}; "
+    f"ECE {expected_calibration_error(y_dev, proba, labels=clf.classes_):.3f}"
+)

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-__all__ = ["InvalidParameterError", "Interval", "Options", "Custom", "validate_parameters", "check_labels",
-           "check_sample_weight", "sorted_labels", "encode_labels"]
+__all__ = [
+    "InvalidParameterError",
+    "Interval",
+    "Options",
+    "Custom",
+    "one_of",
+    "is_device",
+    "is_str_or_str_list",
+    "is_path",
+    "is_random_state",
+    "validate_parameters",
+    "check_labels",
+    "check_sample_weight",
+    "sorted_labels",
+    "encode_labels",
+]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -53,7 +69,7 @@ class Options:
     def __contains__(self, v: Any) -> bool:
         try:
             return any(v == o and type(v) is type(o) for o in self.values) or (v is None and None in self.values)
-        except Exception:  # noqa: BLE001 - un-comparable values are simply not allowed
+        except Exception:
             return False
 
     def __str__(self) -> str:
@@ -69,11 +85,43 @@ class Custom:
     def __contains__(self, v: Any) -> bool:
         try:
             return bool(self.predicate(v))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     def __str__(self) -> str:
         return self.description
+
+
+def one_of(options: type[Enum]) -> Options:
+    """The values of an option Enum (:mod:`subspace_bayes.options`) as an :class:`Options` constraint."""
+    return Options(tuple(member.value for member in options))
+
+
+def is_device(value: Any) -> bool:
+    """``"auto"``, None or anything ``torch.device`` accepts (raises on nonsense, which :class:`Custom` reads as no)."""
+    if value is None or value == "auto":
+        return True
+    import torch
+
+    torch.device(value)
+    return True
+
+
+def is_str_or_str_list(value: Any) -> bool:
+    """A string, or a non-empty list or tuple of strings."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(t, str) for t in value)
+
+
+def is_path(value: Any) -> bool:
+    """A ``str`` or ``os.PathLike``."""
+    return isinstance(value, (str, os.PathLike))
+
+
+def is_random_state(value: Any) -> bool:
+    """A ``numpy.random.RandomState``."""
+    return isinstance(value, np.random.RandomState)
 
 
 def validate_parameters(owner: str, params: dict[str, Any], constraints: dict[str, list]) -> None:

@@ -10,8 +10,8 @@ pass evaluates ``S`` draws at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +111,9 @@ class ProjectedLinear(nn.Module):
         ``s``.
     """
 
-    def __init__(self, base_layer: nn.Linear, projection: Projection, bank: CoreBank, offset: int, scaling: float = 1.0):
+    def __init__(
+        self, base_layer: nn.Linear, projection: Projection, bank: CoreBank, offset: int, scaling: float = 1.0
+    ):
         super().__init__()
         self.base_layer = base_layer
         for p in base_layer.parameters():

@@ -13,8 +13,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BACKBONE_ALIASES", "resolve_backbone", "load_backbone", "load_tokenizer", "pool", "default_pooling",
-           "resolve_device"]
+__all__ = [
+    "BACKBONE_ALIASES",
+    "resolve_backbone",
+    "load_backbone",
+    "load_tokenizer",
+    "pool",
+    "default_pooling",
+    "resolve_device",
+]
 
 #: Aliases of backbones that installable packages carry: alias -> (module, sub-folder, pip name).
 BACKBONE_ALIASES: dict[str, tuple[str, str, str]] = {

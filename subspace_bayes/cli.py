@@ -26,13 +26,18 @@ def _demo(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     import joblib
 
-    from . import BayesianSubspaceClassifier
     from .datasets import load_tsv
+    from .estimator import BayesianSubspaceClassifier
 
     X, y = load_tsv(args.data, args.text_column, args.label_column, args.pair_column)
     params = json.loads(args.params) if args.params else {}
-    clf = BayesianSubspaceClassifier(backbone=args.backbone, posterior=args.posterior, max_epochs=args.max_epochs,
-                                     random_state=args.random_state, **params)
+    clf = BayesianSubspaceClassifier(
+        backbone=args.backbone,
+        posterior=args.posterior,
+        max_epochs=args.max_epochs,
+        random_state=args.random_state,
+        **params,
+    )
     clf.fit(X, y)
     joblib.dump(clf, args.model)
     print(f"Fitted on {len(y)} examples; saved to {args.model}")
@@ -91,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--posterior", default="vi", choices=["vi", "map"])
     f.add_argument("--max-epochs", dest="max_epochs", type=int, default=10)
     f.add_argument("--random-state", dest="random_state", type=int, default=0)
-    f.add_argument("--params", help='other estimator parameters as JSON, e.g. \'{"rank": 4}\'')
+    f.add_argument("--params", help="other estimator parameters as JSON, e.g. '{\"rank\": 4}'")
     f.set_defaults(func=_fit)
     e = sub.add_parser("evaluate", help="accuracy, ECE, NLL and Brier of a saved model on a labelled file")
     _data_args(e)

@@ -78,7 +78,7 @@ def load_tsv(path: str | Path, text_column: str, label_column: str, pair_column:
     if missing:
         raise ValueError(f"{path.name} has no column(s) {missing}; its columns are {list(df.columns)}.")
     first = df[text_column].astype(str).tolist()
-    X = first if pair_column is None else list(zip(first, df[pair_column].astype(str).tolist()))
+    X = first if pair_column is None else list(zip(first, df[pair_column].astype(str).tolist(), strict=True))
     return X, df[label_column].to_numpy()
 
 

@@ -35,7 +35,7 @@ class DemoConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def quick(cls) -> "DemoConfig":
+    def quick(cls) -> DemoConfig:
         """About 2 minutes on 2 CPU cores."""
         return cls(n_train=200, n_calibration=100, n_validation=200, n_ood=100, max_epochs=4, n_samples=4)
 
@@ -80,6 +80,75 @@ def _calibrated_map(map_clf, X_cal, y_cal):
         return CalibratedClassifierCV(FrozenEstimator(map_clf), method="sigmoid").fit(X_cal, y_cal)
 
 
+@dataclass
+class _DemoData:
+    X_train: list[str]
+    y_train: np.ndarray
+    X_cal: list[str]
+    y_cal: np.ndarray
+    X_val: list[str]
+    y_val: np.ndarray
+    X_ood: list[str]
+
+
+def _demo_data(cfg: DemoConfig) -> _DemoData:
+    """Disjoint training and calibration draws from the bundled SST-2 sample; validation; AG News as OOD."""
+    rng = np.random.RandomState(cfg.random_state)
+    X_pool, y_pool = load_sst2("train")
+    idx = rng.permutation(len(X_pool))
+    tr, cal = idx[: cfg.n_train], idx[cfg.n_train : cfg.n_train + cfg.n_calibration]
+    X_val, y_val = load_sst2("validation", n=cfg.n_validation, random_state=cfg.random_state)
+    return _DemoData(
+        [X_pool[i] for i in tr],
+        y_pool[tr],
+        [X_pool[i] for i in cal],
+        y_pool[cal],
+        X_val,
+        y_val,
+        load_agnews_ood(n=cfg.n_ood, random_state=cfg.random_state),
+    )
+
+
+def _run_method(key: str, data: _DemoData, common: dict[str, Any], fitted: dict[str, Any]):
+    """Fit (or calibrate) one method; its validation probabilities, uncertainties in and out, and seconds."""
+    from .estimator import BayesianSubspaceClassifier
+
+    if key == "map+temperature":
+        t0 = time.perf_counter()
+        model = _calibrated_map(fitted["map"], data.X_cal, data.y_cal)
+        fit_s = fitted["map_fit_s"] + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        p_val, p_ood = model.predict_proba(data.X_val), model.predict_proba(data.X_ood)
+        predict_s = time.perf_counter() - t0
+        zero = lambda p: {"total": entropy(p), "epistemic": np.zeros(len(p))}
+        return p_val, zero(p_val), zero(p_ood), fit_s, predict_s
+    clf = BayesianSubspaceClassifier(posterior=key, **common)
+    t0 = time.perf_counter()
+    clf.fit(data.X_train, data.y_train)
+    fit_s = time.perf_counter() - t0
+    fitted[key], fitted[f"{key}_fit_s"] = clf, fit_s
+    t0 = time.perf_counter()
+    s_val, s_ood = clf.predict_sample_proba(data.X_val), clf.predict_sample_proba(data.X_ood)
+    predict_s = time.perf_counter() - t0
+    return s_val.mean(0), uncertainty_decomposition(s_val), uncertainty_decomposition(s_ood), fit_s, predict_s
+
+
+def _write_outputs(out: Path, rows: list[dict], meta: dict, y_val: np.ndarray, probas: dict, uncertainties: dict):
+    from .plotting import plot_reliability, plot_uncertainty_histograms
+
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    (out / "results.md").write_text(_markdown(rows, meta))
+    plot_reliability(y_val, probas).savefig(out / "reliability.png", dpi=120)
+    bayes = [k for k in uncertainties if "VI" in k] or list(uncertainties)
+    u_in, u_out = uncertainties[bayes[0]]
+    fig = plot_uncertainty_histograms(
+        {"total": u_in["total"], "epistemic": u_in["epistemic"]},
+        {"total": u_out["total"], "epistemic": u_out["epistemic"]},
+    )
+    fig.suptitle(f"{bayes[0]}: SST-2 validation vs AG News", fontsize=9)
+    fig.savefig(out / "uncertainty.png", dpi=120)
+
+
 def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: int = 1) -> list[dict[str, Any]]:
     """Train and compare the methods; write ``results.md``, ``results.json`` and two PNG figures.
 
@@ -87,72 +156,51 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
     -------
     list of dict, one row of metrics per method.
     """
-    from . import BayesianSubspaceClassifier
-    from .plotting import plot_reliability, plot_uncertainty_histograms
-
     cfg = config or DemoConfig()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.RandomState(cfg.random_state)
-    X_pool, y_pool = load_sst2("train")
-    idx = rng.permutation(len(X_pool))
-    tr, cal = idx[: cfg.n_train], idx[cfg.n_train : cfg.n_train + cfg.n_calibration]
-    X_tr, y_tr = [X_pool[i] for i in tr], y_pool[tr]
-    X_cal, y_cal = [X_pool[i] for i in cal], y_pool[cal]
-    X_val, y_val = load_sst2("validation", n=cfg.n_validation, random_state=cfg.random_state)
-    X_ood = load_agnews_ood(n=cfg.n_ood, random_state=cfg.random_state)
-
-    common = dict(backbone=cfg.backbone, rank=cfg.rank, max_epochs=cfg.max_epochs, n_samples=cfg.n_samples,
-                  random_state=cfg.random_state, verbose=verbose, **cfg.extra)
+    data = _demo_data(cfg)
+    common = dict(
+        backbone=cfg.backbone,
+        rank=cfg.rank,
+        max_epochs=cfg.max_epochs,
+        n_samples=cfg.n_samples,
+        random_state=cfg.random_state,
+        verbose=verbose,
+        **cfg.extra,
+    )
     rows, probas, uncertainties = [], {}, {}
     fitted: dict[str, Any] = {}
     for key in cfg.methods:
         label = METHOD_LABELS[key]
         if verbose:
-            print(f"[demo] {label}: training on {len(X_tr)} sentences", flush=True)
-        if key == "map+temperature":
-            t0 = time.perf_counter()
-            model = _calibrated_map(fitted["map"], X_cal, y_cal)
-            fit_s = fitted["map_fit_s"] + time.perf_counter() - t0
-            t0 = time.perf_counter()
-            p_val, p_ood = model.predict_proba(X_val), model.predict_proba(X_ood)
-            predict_s = time.perf_counter() - t0
-            zero = lambda p: {"total": entropy(p), "epistemic": np.zeros(len(p))}  # noqa: E731
-            u_val, u_ood = zero(p_val), zero(p_ood)
-        else:
-            clf = BayesianSubspaceClassifier(posterior=key, **common)
-            t0 = time.perf_counter()
-            clf.fit(X_tr, y_tr)
-            fit_s = time.perf_counter() - t0
-            fitted[key], fitted[f"{key}_fit_s"] = clf, fit_s
-            t0 = time.perf_counter()
-            s_val, s_ood = clf.predict_sample_proba(X_val), clf.predict_sample_proba(X_ood)
-            predict_s = time.perf_counter() - t0
-            p_val = s_val.mean(0)
-            u_val, u_ood = uncertainty_decomposition(s_val), uncertainty_decomposition(s_ood)
-        rows.append(_row(label, y_val, p_val, u_val, u_ood, fit_s, predict_s))
+            print(f"[demo] {label}: training on {len(data.X_train)} sentences", flush=True)
+        p_val, u_val, u_ood, fit_s, predict_s = _run_method(key, data, common, fitted)
+        rows.append(_row(label, data.y_val, p_val, u_val, u_ood, fit_s, predict_s))
         probas[label], uncertainties[label] = p_val, (u_val, u_ood)
         if verbose:
             print(format_table(rows[-1:]), flush=True)
-
-    meta = {"config": asdict(cfg), "n_train": len(X_tr), "n_validation": len(X_val), "n_ood": len(X_ood)}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    (out / "results.md").write_text(_markdown(rows, meta))
-    plot_reliability(y_val, probas).savefig(out / "reliability.png", dpi=120)
-    bayes = [k for k in uncertainties if "VI" in k] or list(uncertainties)
-    u_in, u_out = uncertainties[bayes[0]]
-    fig = plot_uncertainty_histograms({"total": u_in["total"], "epistemic": u_in["epistemic"]},
-                                      {"total": u_out["total"], "epistemic": u_out["epistemic"]})
-    fig.suptitle(f"{bayes[0]}: SST-2 validation vs AG News", fontsize=9)
-    fig.savefig(out / "uncertainty.png", dpi=120)
+    meta = {
+        "config": asdict(cfg),
+        "n_train": len(data.X_train),
+        "n_validation": len(data.X_val),
+        "n_ood": len(data.X_ood),
+    }
+    _write_outputs(out, rows, meta, data.y_val, probas, uncertainties)
     return rows
 
 
-_COLUMNS = [("method", "method", "{}"), ("accuracy", "acc", "{:.3f}"), ("ece", "ECE", "{:.3f}"),
-            ("nll", "NLL", "{:.3f}"), ("brier", "Brier", "{:.3f}"),
-            ("ood_auroc_epistemic", "OOD AUROC (epistemic)", "{:.3f}"),
-            ("ood_auroc_total", "OOD AUROC (total)", "{:.3f}"), ("fit_seconds", "fit s", "{:.0f}"),
-            ("predict_seconds", "predict s", "{:.0f}")]
+_COLUMNS = [
+    ("method", "method", "{}"),
+    ("accuracy", "acc", "{:.3f}"),
+    ("ece", "ECE", "{:.3f}"),
+    ("nll", "NLL", "{:.3f}"),
+    ("brier", "Brier", "{:.3f}"),
+    ("ood_auroc_epistemic", "OOD AUROC (epistemic)", "{:.3f}"),
+    ("ood_auroc_total", "OOD AUROC (total)", "{:.3f}"),
+    ("fit_seconds", "fit s", "{:.0f}"),
+    ("predict_seconds", "predict s", "{:.0f}"),
+]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -160,8 +208,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     head = "| " + " | ".join(h for _, h, _ in _COLUMNS) + " |"
     sep = "|" + "|".join("---" for _ in _COLUMNS) + "|"
     body = [
-        "| " + " | ".join("n/a" if isinstance(r[k], float) and math.isnan(r[k]) else f.format(r[k])
-                          for k, _, f in _COLUMNS) + " |"
+        "| "
+        + " | ".join("n/a" if isinstance(r[k], float) and math.isnan(r[k]) else f.format(r[k]) for k, _, f in _COLUMNS)
+        + " |"
         for r in rows
     ]
     return "\n".join([head, sep, *body])

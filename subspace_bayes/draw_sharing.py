@@ -11,8 +11,8 @@ This saves ``(S - 1) / S`` of their cost.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Sequence
 
 from torch import Tensor, nn
 
@@ -27,8 +27,9 @@ def _holds_adapter(module: nn.Module) -> bool:
 
 def _layer_stack(model: nn.Module) -> nn.ModuleList | None:
     """The model's stack of transformer blocks: its longest ``nn.ModuleList`` of same-typed modules."""
-    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0
-              and len({type(b) for b in m}) == 1]
+    stacks = [
+        m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0 and len({type(b) for b in m}) == 1
+    ]
     return max(stacks, key=len, default=None)
 
 
@@ -85,8 +86,12 @@ def _computed_once(module: nn.Module, n_draws: int, n_rows: int) -> Iterator[Non
     def forward(*args, **kwargs):
         out = original(*_map_tensors(cut, args), **{k: _map_tensors(cut, v) for k, v in kwargs.items()})
         if not per_row(out):  # not a row-wise module after all: compute it in full (correct, slower)
-            warnings.warn(f"{type(module).__name__} does not map input rows to output rows, so it is computed "
-                          "for every draw; please report this model type.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{type(module).__name__} does not map input rows to output rows, so it is computed "
+                "for every draw; please report this model type.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return original(*args, **kwargs)
         return _map_tensors(lambda t: t.repeat(n_draws, *([1] * (t.dim() - 1))), out)
 
@@ -114,8 +119,9 @@ def shared_across_draws(modules: Sequence[nn.Module], n_draws: int, n_rows: int)
     Nothing is shared when ``n_draws == 1`` or when a module has active dropout
     (its copies would then differ).
     """
-    share = n_draws > 1 and not any(isinstance(m, nn.Dropout) and m.training and m.p > 0
-                                    for module in modules for m in module.modules())
+    share = n_draws > 1 and not any(
+        isinstance(m, nn.Dropout) and m.training and m.p > 0 for module in modules for m in module.modules()
+    )
     with ExitStack() as stack:
         if share:
             for module in modules:

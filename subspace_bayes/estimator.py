@@ -1,63 +1,56 @@
 """BayesianSubspaceClassifier: the scikit-learn estimator. Glue only.
 
-Each concept lives in its own module and this file wires them into skorch's
-training loop: the inference method (``inference/``) decides what is trained and
-what posterior comes out; ``module.py`` is the torch model; ``predictive.py``
-turns a posterior into predictive samples; ``serialization.py`` writes and reads
-plain states.
+This file is the public API: parameters, ``fit`` (build the inference method,
+train, let the method finish, install its posterior) and the ``predict_*``
+methods. The math lives elsewhere: the inference methods in ``inference/``,
+the torch model in ``module.py``, predictive samples in ``predictive.py``.
+skorch's training-loop hooks are in ``_training.py`` and persistence (pickle,
+safetensors adapters, checkpoints) in ``_persistence.py``, both mixins of this
+class.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
-from skorch.dataset import ValidSplit
-from skorch.history import History
-from skorch.utils import to_device, to_tensor
-from torch.utils.data import DataLoader
+from skorch.utils import to_device
 
-from ._validation import (Custom, Interval, Options, check_labels, check_sample_weight, encode_labels,
-                          sorted_labels, validate_parameters)
-from .backbones import load_backbone, load_tokenizer, resolve_device
-from .callbacks import EpochProgress, progress
-from .exceptions import NonFiniteLossError
-from .inference import ELBOLoss, Schedule, TrainingData, make_inference
+from ._persistence import PersistenceMixin
+from ._training import TrainingHooksMixin
+from ._validation import (
+    Custom,
+    Interval,
+    Options,
+    check_labels,
+    check_sample_weight,
+    encode_labels,
+    is_device,
+    is_path,
+    is_random_state,
+    is_str_or_str_list,
+    one_of,
+    sorted_labels,
+    validate_parameters,
+)
+from .callbacks import progress
+from .inference import ELBOLoss
 from .module import SubspaceClassifierModule
-from .options import Covariance, LaplaceStructure, Pooling, Posterior, Precision, Predictive, values
-from .posteriors import GaussianPosterior, structure_of
-from .predictive import posterior_draws, predictive_samples, uncertainty_decomposition
-from .projections import data_free_projection, needs_input_moments, parse_projection
-from .serialization import (AdapterFormatError, AdapterState, EpochCheckpoint, backbone_fingerprint, check_backbone,
-                            checkpoint_file, decode_history, encode_history, fit_key, jsonable, plain_labels,
-                            read_adapter, read_checkpoint, write_adapter)
-from .text import TextCollator, TextDataset, TextInputs, coerce_texts
+from .options import Covariance, LaplaceStructure, Pooling, Posterior, Precision, Predictive
+from .predictive import predictive_samples, uncertainty_decomposition
+from .projections import needs_input_moments, parse_projection
+from .serialization import check_backbone, fit_key, read_adapter
+from .text import TextDataset, coerce_texts
 
 __all__ = ["BayesianSubspaceClassifier", "load_adapter"]
 
-logger = logging.getLogger(__name__)
 
-
-def _valid_device(d: Any) -> bool:
-    if d is None or d == "auto":
-        return True
-    torch.device(d)  # raises on nonsense
-    return True
-
-
-def _one_of(options) -> Options:
-    return Options(values(options))
-
-
-class BayesianSubspaceClassifier(NeuralNetClassifier):
+class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNetClassifier):
     """Bayesian fine-tuning of a transformer in a projected subspace, as a scikit-learn classifier.
 
     Every adapted linear layer of the frozen backbone becomes
@@ -172,17 +165,19 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
     >>> clf.fit(texts, labels).predict_proba(new_texts)  # doctest: +SKIP
     """
 
-    _parameter_constraints: dict[str, list] = {
+    _parameter_constraints: ClassVar[dict[str, list]] = {
         "backbone": [Custom(lambda v: isinstance(v, str) and v != "", "a non-empty str")],
         "rank": [Interval("int", 1, None)],
-        "projection": [Custom(lambda v: parse_projection(v) is not None, "a projection such as 'svd', 'whitened_svd', "
-                              "'dct', 'random' or a hybrid 'svd+dct:0.5'")],
-        "posterior": [_one_of(Posterior)],
-        "covariance": [_one_of(Covariance)],
+        "projection": [
+            Custom(
+                parse_projection,
+                "a projection such as 'svd', 'whitened_svd', 'dct', 'random' or a hybrid 'svd+dct:0.5'",
+            )
+        ],
+        "posterior": [one_of(Posterior)],
+        "covariance": [one_of(Covariance)],
         "cov_rank": [Interval("int", 1, None)],
-        "target_modules": [Options((None,)), Custom(lambda v: isinstance(v, str) or
-                           (isinstance(v, (list, tuple)) and v and all(isinstance(t, str) for t in v)),
-                           "a regex str or a non-empty list of str")],
+        "target_modules": [Options((None,)), Custom(is_str_or_str_list, "a regex str or a non-empty list of str")],
         "prior_std": [Interval("real", 0, None, closed="neither")],
         "kl_weight": [Interval("real", 0, None)],
         "init_std": [Interval("real", 0, None, closed="neither")],
@@ -190,12 +185,12 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "swag_max_snapshots": [Interval("int", 1, None)],
         "swag_scale": [Interval("real", 0, None)],
         "swag_lr": [Options((None,)), Interval("real", 0, None, closed="neither")],
-        "laplace_structure": [_one_of(LaplaceStructure)],
+        "laplace_structure": [one_of(LaplaceStructure)],
         "prior_precision": [Options(("auto",)), Interval("real", 0, None, closed="neither")],
-        "predictive": [_one_of(Predictive)],
+        "predictive": [one_of(Predictive)],
         "n_samples": [Interval("int", 1, None)],
         "n_train_samples": [Interval("int", 1, None)],
-        "pooling": [_one_of(Pooling)],
+        "pooling": [one_of(Pooling)],
         "max_length": [Interval("int", 2, None)],
         "batch_size": [Interval("int", 1, None)],
         "max_epochs": [Interval("int", 0, None)],
@@ -204,11 +199,14 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         "weight_decay": [Interval("real", 0, None)],
         "validation_fraction": [Interval("real", 0, 1, closed="left")],
         "patience": [Options((None,)), Interval("int", 1, None)],
-        "checkpoint_dir": [Options((None,)), Custom(lambda v: isinstance(v, (str, os.PathLike)), "a folder path")],
-        "device": [Custom(_valid_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
-        "precision": [_one_of(Precision)],
-        "random_state": [Options((None,)), Interval("int", 0, 2**32 - 1),
-                         Custom(lambda v: isinstance(v, np.random.RandomState), "a numpy RandomState")],
+        "checkpoint_dir": [Options((None,)), Custom(is_path, "a folder path")],
+        "device": [Custom(is_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
+        "precision": [one_of(Precision)],
+        "random_state": [
+            Options((None,)),
+            Interval("int", 0, 2**32 - 1),
+            Custom(is_random_state, "a numpy RandomState"),
+        ],
     }
 
     def __init__(
@@ -253,9 +251,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         kwargs.setdefault("criterion", ELBOLoss)
         kwargs.setdefault("optimizer", torch.optim.AdamW)
         kwargs.setdefault("train_split", None)
-        super().__init__(
-            lr=lr, max_epochs=max_epochs, batch_size=batch_size, device=device, verbose=verbose, **kwargs
-        )
+        super().__init__(lr=lr, max_epochs=max_epochs, batch_size=batch_size, device=device, verbose=verbose, **kwargs)
         self.backbone = backbone
         self.rank = rank
         self.projection = projection
@@ -298,7 +294,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         # private bookkeeping set ``_params_to_validate``; that is not a parameter.
         return [k for k in super()._get_param_names() if not k.startswith("_")]
 
-    def set_params(self, **params: Any) -> "BayesianSubspaceClassifier":
+    def set_params(self, **params: Any) -> BayesianSubspaceClassifier:
         super().set_params(**params)
         if "precision" in params and getattr(self, "module_", None) is not None:
             self.module_.precision = Precision(self.precision).value  # a fitted model predicts in the new precision
@@ -319,7 +315,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         validate_parameters(type(self).__name__, params, self._parameter_constraints)
 
     # --------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> "BayesianSubspaceClassifier":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> BayesianSubspaceClassifier:
         """Fit the posterior over the subspace cores (and the head) on texts ``X`` with labels ``y``.
 
         With ``checkpoint_dir`` set, a checkpoint is written after every epoch and a
@@ -340,8 +336,9 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         """
         return self._fit(X, y, sample_weight, fresh=not (self.warm_start and self.initialized_), **fit_params)
 
-    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, sample_weight: Any = None,
-                    **fit_params: Any) -> "BayesianSubspaceClassifier":
+    def partial_fit(
+        self, X: Any, y: Any = None, classes: Any = None, sample_weight: Any = None, **fit_params: Any
+    ) -> BayesianSubspaceClassifier:
         """Train ``max_epochs`` more epochs without re-initialising (initialises on the first call).
 
         Parameters
@@ -390,167 +387,7 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         rng = check_random_state(self.random_state)
         self.seed_, self.predict_seed_ = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
 
-    def _whiten(self, inputs: TextInputs, max_texts: int = 256) -> None:
-        """Recompute a whitened projection from the input moments of up to ``max_texts`` training texts."""
-        idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
-        batches = (to_device(X, self.device_) for X, _ in self._loader(TextDataset(inputs.subset(idx))))
-        self.module_.reproject(self.projection, batches, generator=torch.Generator().manual_seed(self.seed_))
-
-    def _training_data(self, dataset: TextDataset) -> TrainingData:
-        def batches():
-            return ({**to_device(X, self.device_), "labels": y} for X, y in self._loader(dataset))
-
-        return TrainingData(batches, len(dataset))
-
-    def _install_posterior(self, posterior: GaussianPosterior | None, reset_optimizer: bool = False) -> None:
-        """Make ``posterior`` the module's posterior over theta (None or the current one: nothing to do)."""
-        if posterior is None or posterior is self.module_.posterior:
-            return
-        self.module_.posterior = posterior.to(self.device_)
-        self.posterior_spec_ = structure_of(posterior)
-        if reset_optimizer:
-            self.initialize_optimizer()
-
-    def save_adapter(self, path: str | os.PathLike):
-        """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
-        self.check_is_fitted()
-        params = {k: v for k, v in self.get_params(deep=False).items() if jsonable(v) and not k.startswith("callbacks")}
-        fitted = {k: getattr(self, k) for k in self._SAVED_FITTED if hasattr(self, k)}
-        state = AdapterState(self.backbone, backbone_fingerprint(self.module_), plain_labels(self.classes_), params,
-                             self.posterior_spec_, fitted, self.module_.adapter_state_dict())
-        return write_adapter(path, state)
-
-    # ------------------------------------------------------------ skorch hooks
-    def _resolve_device(self) -> str:
-        return resolve_device(self.device)
-
-    def _begin_initialize(self) -> None:
-        """What the rest of initialisation reads: the resolved device and the inference method."""
-        self.device_ = self._resolve_device()
-        self.inference_ = make_inference(self.get_params(deep=False))
-
-    def initialize(self):
-        self._begin_initialize()
-        # skorch moves the module and criterion to ``self.device``, which must name a torch
-        # device: "auto" is resolved for skorch's initialisation only, so the parameter keeps
-        # the user's value (scikit-learn's clone contract).
-        requested, self.device = self.device, self.device_
-        try:
-            return super().initialize()
-        finally:
-            self.device = requested
-
-    def check_data(self, X, y):
-        # classes_ are set from the original labels in fit, not from encoded y.
-        pass
-
-    def _loader(self, dataset) -> DataLoader:
-        """In-order batches of ``dataset`` for prediction and post-hoc steps."""
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=TextCollator(self.tokenizer_, self.max_length))
-
-    def _make_generators(self) -> None:
-        self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
-        self.shuffle_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
-
-    def _build_module(self, spec: tuple[str | None, int], projection: str) -> SubspaceClassifierModule:
-        covariance, cov_rank = spec
-        with torch.random.fork_rng(devices=[]):  # seeds the head's initialisation, leaves the global RNG as it was
-            torch.manual_seed(self.seed_)
-            return SubspaceClassifierModule(
-                load_backbone(self.backbone), len(self.classes_inferred_), rank=self.rank, projection=projection,
-                target_modules=self.target_modules, covariance=covariance, cov_rank=cov_rank,
-                init_std=self.init_std, pooling=self.pooling, generator=torch.Generator().manual_seed(self.seed_),
-                precision=self.precision,
-            )
-
-    def initialize_module(self):
-        self.tokenizer_ = load_tokenizer(self.backbone)
-        # A data-dependent projection (whitened SVD) is recomputed from the training texts in fit.
-        self.module_ = self._build_module(self.inference_.training_structure(), data_free_projection(self.projection))
-        self.posterior_spec_ = structure_of(self.module_.posterior)
-        self._make_generators()
-        return self
-
-    def initialize_criterion(self):
-        self.criterion_ = ELBOLoss(self.module_, self.n_train_, prior_std=self.prior_std, kl_weight=self.kl_weight)
-        return self
-
-    def initialize_optimizer(self, *_args, **_kwargs):
-        kwargs = self.get_params_for("optimizer")
-        kwargs.pop("lr", None)
-        groups = [
-            *({**group, "weight_decay": 0.0} for group in self.module_.posterior.parameter_groups(self.lr)),
-            {"params": list(self.module_.head.parameters()), "lr": self.head_lr, "weight_decay": self.weight_decay},
-        ]
-        self.optimizer_ = self.optimizer(groups, lr=self.lr, **kwargs)
-        return self
-
-    @property
-    def _default_callbacks(self):
-        # Static: scikit-learn's get_params reads this for any parameter values.
-        return [
-            ("epoch_timer", EpochTimer()),
-            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
-            ("valid_loss", PassthroughScoring(name="valid_loss")),
-            ("progress", EpochProgress()),
-        ]
-
-    def initialize_callbacks(self):
-        super().initialize_callbacks()
-        extra = []
-        if getattr(self, "inference_", None) is not None:  # set_params(callbacks=...) re-initialises unfitted nets
-            extra += self.inference_.callbacks(Schedule(self.n_train_, self.batch_size, self.max_epochs))
-        if self.validation_fraction and self.patience:
-            extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
-        if self.checkpoint_dir is not None:
-            extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir, self._training_state)))
-        if isinstance(self.verbose, int) and self.verbose > 1:
-            extra.append(("print_log", PrintLog()))
-        self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
-        return self
-
-    def get_split_datasets(self, X, y=None, **fit_params):
-        dataset = self.get_dataset(X, y)
-        if not self.validation_fraction:
-            return dataset, None
-        split = ValidSplit(self.validation_fraction, stratified=True, random_state=self.seed_)
-        return split(dataset, y)
-
-    def get_iterator(self, dataset, training=False):
-        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
-        kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
-        if training:
-            kwargs.setdefault("shuffle", True)
-            kwargs.setdefault("generator", self.shuffle_generator_)
-        return DataLoader(dataset, **kwargs)
-
-    def infer(self, x, **fit_params):
-        x = {k: v for k, v in to_tensor(x, device=self.device_).items() if k != "sample_weight"}
-        if self.module_.training:
-            return self.module_(**x, n_samples=self.n_train_samples, generator=self.train_generator_, **fit_params)
-        theta = posterior_draws(self.module_.posterior, self.n_samples, self._predict_generator())
-        return self.module_(**x, theta=theta, **fit_params)
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        y_true = to_tensor(y_true, device=self.device_)
-        weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        weight = None if weight is None else to_tensor(weight, device=self.device_)
-        loss = self.criterion_(y_pred, y_true, weight)
-        if training and not torch.isfinite(loss):
-            epoch = len(self.history)
-            batch = len(self.history[-1]["batches"]) if len(self.history) else 1  # the current batch's row exists
-            raise NonFiniteLossError(
-                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch}. "
-                f"Lower the learning rate (lr={self.lr}, head_lr={self.head_lr}) or check the inputs."
-            )
-        return loss
-
     # ----------------------------------------------------------------- predict
-    def _predict_generator(self) -> torch.Generator:
-        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else self.predict_seed_
-        return torch.Generator().manual_seed(int(seed))
-
     def predict_sample_proba(self, X: Any, n_samples: int | None = None) -> np.ndarray:
         """Class probabilities under each posterior draw of ``theta``.
 
@@ -571,9 +408,14 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         self.module_.eval()
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
         return predictive_samples(
-            self.module_, progress(batches, len(loader), self.verbose, "predict"), self.module_.posterior,
-            predictive=self.predictive, n_samples=n_samples or self.n_samples, generator=self._predict_generator(),
-            order=order, n_classes=len(self.classes_),
+            self.module_,
+            progress(batches, len(loader), self.verbose, "predict"),
+            self.module_.posterior,
+            predictive=self.predictive,
+            n_samples=n_samples or self.n_samples,
+            generator=self._predict_generator(),
+            order=order,
+            n_classes=len(self.classes_),
         )
 
     def posterior_spectrum(self) -> np.ndarray:
@@ -618,84 +460,6 @@ class BayesianSubspaceClassifier(NeuralNetClassifier):
         information; >= 0). ``pandas.DataFrame(result)`` gives a table.
         """
         return uncertainty_decomposition(self.predict_sample_proba(X))
-
-    # ------------------------------------------------------------- persistence
-    _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
-    #: Learned scalars kept by save_adapter next to the tensors.
-    _SAVED_FITTED = ("seed_", "predict_seed_", "n_train_", "prior_precision_", "log_marginal_likelihood_")
-
-    def _training_state(self) -> dict:
-        """Everything needed to continue a fit exactly where it stopped (tensors and plain data only)."""
-        return {
-            "fit_key": self.fit_key_,
-            "module": {k: v.detach().cpu() for k, v in self.module_.adapter_state_dict().items()},
-            "optimizer": self.optimizer_.state_dict(),
-            "train_generator": self.train_generator_.get_state(),
-            "shuffle_generator": self.shuffle_generator_.get_state(),
-            "history": encode_history(self.history),
-            "inference": self.inference_.state_dict(),
-        }
-
-    def _resume_from_checkpoint(self) -> int:
-        """Restore the checkpoint of this fit in ``checkpoint_dir`` if any; return the number of epochs it holds."""
-        if self.checkpoint_dir is None:
-            return 0
-        file = checkpoint_file(self.checkpoint_dir, self.fit_key_)
-        state = read_checkpoint(file)
-        if state is None:
-            return 0
-        if state.get("fit_key") != self.fit_key_:
-            raise AdapterFormatError(f"Checkpoint {file} belongs to another fit; delete it.")
-        self.module_.load_state_dict(state["module"], strict=False)
-        self.optimizer_.load_state_dict(state["optimizer"])
-        self.train_generator_.set_state(state["train_generator"])
-        self.shuffle_generator_.set_state(state["shuffle_generator"])
-        self.history_ = History(decode_history(state["history"]))
-        if state.get("inference"):
-            self.inference_.load_state_dict(state["inference"])
-        if self.verbose:
-            logger.info("Resuming from the checkpoint in %s after epoch %d.", self.checkpoint_dir, len(self.history))
-        return len(self.history)
-
-    def __getstate__(self) -> dict:
-        """Pickle the learned state only: posterior, head, bases, classes and the backbone *name*.
-
-        The frozen backbone weights are re-loaded from ``backbone`` on unpickling,
-        so the file stays small. Optimizer moments are not kept (a warm start
-        after loading restarts AdamW's moments).
-        """
-        state = {k: v for k, v in self.__dict__.items() if k not in self._NON_PICKLED}
-        module = self.__dict__.get("module_")
-        if module is not None:
-            state["adapter_state_"] = {k: v.detach().cpu().clone() for k, v in module.adapter_state_dict().items()}
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        adapter_state = state.pop("adapter_state_", None)
-        self.__dict__.update(state)
-        if adapter_state is not None:
-            self._restore(adapter_state)
-
-    def _restore(self, adapter_state: dict) -> None:
-        """Re-load the backbone by name and put the saved learned tensors around it."""
-        self.device_ = self._resolve_device()
-        self.tokenizer_ = load_tokenizer(self.backbone)
-        if getattr(self, "inference_", None) is None:
-            self.inference_ = make_inference(self.get_params(deep=False))
-        module = self._build_module(self.posterior_spec_, "svd")  # the saved bases replace the projection's
-        module.load_adapter_state_dict(adapter_state)
-        with self._current_init_context("module"):
-            self.module_ = module.to(self.device_)
-        self._make_generators()
-        with self._current_init_context("criterion"):
-            self.initialize_criterion()
-        with self._current_init_context("optimizer"):
-            self.initialize_optimizer()
-        if getattr(self, "callbacks_", None) is None:
-            self.initialize_callbacks()
-        if self.history_ is None:
-            self.initialize_history()
-        self.initialized_ = True
 
 
 def load_adapter(path: str | os.PathLike, **overrides: Any) -> BayesianSubspaceClassifier:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
-from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -99,8 +99,14 @@ class SubspaceClassifierModule(nn.Module):
         """The adapted layers, in model order (adapter ``i`` reads its slice of ``theta``)."""
         return [adapter for _, adapter in named_adapters(self.backbone)]
 
-    def reproject(self, projection: str, batches: Iterable[dict[str, Tensor]], *,
-                  generator: torch.Generator | None = None, damping: float = 1e-2) -> None:
+    def reproject(
+        self,
+        projection: str,
+        batches: Iterable[dict[str, Tensor]],
+        *,
+        generator: torch.Generator | None = None,
+        damping: float = 1e-2,
+    ) -> None:
         """Recompute every adapter's bases with ``projection``, using input statistics of ``batches``.
 
         For data-dependent projections (whitened SVD): the input second moments
@@ -110,8 +116,14 @@ class SubspaceClassifierModule(nn.Module):
         names = [name for name, _ in named_adapters(self.backbone)]
         moments = collect_input_moments(self.backbone, names, batches)
         for name, adapter in named_adapters(self.backbone):
-            proj = make_projection(adapter.get_base_layer().weight, adapter.rank, projection, generator=generator,
-                                   input_moment=moments.get(name), damping=damping)
+            proj = make_projection(
+                adapter.get_base_layer().weight,
+                adapter.rank,
+                projection,
+                generator=generator,
+                input_moment=moments.get(name),
+                damping=damping,
+            )
             adapter.set_projection(proj)
 
     def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
@@ -141,8 +153,15 @@ class SubspaceClassifierModule(nn.Module):
         dtype = AUTOCAST_DTYPES[Precision(self.precision)]
         return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
-    def features(self, theta: Tensor, input_ids: Tensor, attention_mask: Tensor, *, draw_per_input: bool = False,
-                 **inputs: Tensor) -> Tensor:
+    def features(
+        self,
+        theta: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        *,
+        draw_per_input: bool = False,
+        **inputs: Tensor,
+    ) -> Tensor:
         """Pooled backbone features ``(S * N, H)``, sample-major.
 
         By default every draw sees every input (the inputs are repeated ``S``

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,9 @@ def _pyplot():
     return plt
 
 
-def plot_reliability(y_true: Any, probas: Mapping[str, np.ndarray], *, n_bins: int = 15, labels: Any = None,
-                     ax: Any = None):
+def plot_reliability(
+    y_true: Any, probas: Mapping[str, np.ndarray], *, n_bins: int = 15, labels: Any = None, ax: Any = None
+):
     """Reliability diagram of several models on the same labels.
 
     Parameters
@@ -45,20 +47,26 @@ def plot_reliability(y_true: Any, probas: Mapping[str, np.ndarray], *, n_bins: i
         ok = count > 0
         ece = expected_calibration_error(y_true, p, n_bins=n_bins, labels=labels)
         ax.plot(conf[ok], acc[ok], marker="o", ms=4, label=f"{name} (ECE {ece:.3f})")
-    ax.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title="Reliability diagram")
+    ax.set(
+        xlabel="confidence (top-class probability)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="Reliability diagram",
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_uncertainty_histograms(in_dist: Mapping[str, np.ndarray], out_dist: Mapping[str, np.ndarray], *,
-                                bins: int = 30):
+def plot_uncertainty_histograms(
+    in_dist: Mapping[str, np.ndarray], out_dist: Mapping[str, np.ndarray], *, bins: int = 30
+):
     """Histograms of an uncertainty score on in-distribution vs out-of-distribution inputs, one panel per key."""
     plt = _pyplot()
     keys = list(in_dist)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         a, b = np.asarray(in_dist[key]), np.asarray(out_dist[key])
         edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=bins)
         ax.hist(a, bins=edges, alpha=0.6, density=True, label="in-distribution")

@@ -233,7 +233,7 @@ class DiagGaussian(GaussianPosterior):
             self.raw_std.copy_(_inverse_positive(std))
 
     @classmethod
-    def from_moments(cls, mean: Tensor, variance: Tensor) -> "DiagGaussian":
+    def from_moments(cls, mean: Tensor, variance: Tensor) -> DiagGaussian:
         """A fixed ``N(mean, diag(variance))`` (e.g. a diagonal Laplace approximation)."""
         q = cls(mean.numel())
         with torch.no_grad():
@@ -302,7 +302,7 @@ class LowRankGaussian(DiagGaussian):
         return super().covariance_matrix() + self.cov_factor @ self.cov_factor.T
 
     @classmethod
-    def from_moments(cls, mean: Tensor, variance: Tensor, factor: Tensor) -> "LowRankGaussian":
+    def from_moments(cls, mean: Tensor, variance: Tensor, factor: Tensor) -> LowRankGaussian:
         """A fixed ``N(mean, factor factor^T + diag(variance))`` (e.g. SWAG)."""
         q = cls(mean.numel(), rank=factor.shape[1])
         with torch.no_grad():
@@ -364,7 +364,7 @@ class FullGaussian(GaussianPosterior):
         return L @ L.T
 
     @classmethod
-    def from_moments(cls, mean: Tensor, covariance: Tensor) -> "FullGaussian":
+    def from_moments(cls, mean: Tensor, covariance: Tensor) -> FullGaussian:
         """A fixed ``N(mean, covariance)`` (e.g. a full Laplace approximation)."""
         q = cls(mean.numel())
         L = torch.linalg.cholesky(covariance.double()).to(mean.dtype)
@@ -405,7 +405,7 @@ class PointMass(GaussianPosterior):
         return 0.5 * self.loc.pow(2).sum() / float(prior_std) ** 2
 
     @classmethod
-    def from_mean(cls, mean: Tensor) -> "PointMass":
+    def from_mean(cls, mean: Tensor) -> PointMass:
         """A point mass at ``mean``."""
         q = cls(mean.numel())
         with torch.no_grad():
@@ -455,9 +455,7 @@ def make_posterior(
     try:
         kind = Covariance(covariance)
     except ValueError:
-        raise ValueError(
-            f"Unknown covariance {covariance!r}; use one of {[c.value for c in Covariance]}."
-        ) from None
+        raise ValueError(f"Unknown covariance {covariance!r}; use one of {[c.value for c in Covariance]}.") from None
     if kind is Covariance.LOWRANK:
         return LowRankGaussian(dim, rank=cov_rank, init_std=init_std, generator=generator)
     cls = DiagGaussian if kind is Covariance.DIAG else FullGaussian

@@ -7,7 +7,7 @@ linearised (GLM) predictive with its logit-space noise.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -16,8 +16,15 @@ from torch import Tensor
 from .options import Predictive
 from .posteriors import GaussianPosterior, PointMass
 
-__all__ = ["predictive_samples", "posterior_draws", "mc_probabilities", "glm_probabilities",
-           "linearised_sample_probs", "uncertainty_decomposition", "entropy"]
+__all__ = [
+    "predictive_samples",
+    "posterior_draws",
+    "mc_probabilities",
+    "glm_probabilities",
+    "linearised_sample_probs",
+    "uncertainty_decomposition",
+    "entropy",
+]
 
 
 def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -57,8 +64,9 @@ FOLD_ROWS = {"cpu": 64, "cuda": 4096}
 
 
 @torch.no_grad()
-def mc_probabilities(module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], theta: Tensor,
-                     max_rows: int | None = None) -> np.ndarray:
+def mc_probabilities(
+    module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], theta: Tensor, max_rows: int | None = None
+) -> np.ndarray:
     """Per-draw class probabilities over all batches.
 
     The same draws ``theta`` (S, D) are used for every batch, so the result does
@@ -83,8 +91,10 @@ def mc_probabilities(module: torch.nn.Module, batches: Iterable[dict[str, Tensor
         n = batch["input_ids"].shape[0]
         rows = max_rows or FOLD_ROWS.get(batch["input_ids"].device.type, FOLD_ROWS["cuda"])
         step = max(1, rows // max(n, 1))
-        parts = [torch.softmax(module(**batch, theta=theta[i : i + step]).double(), dim=-1).cpu()
-                 for i in range(0, theta.shape[0], step)]
+        parts = [
+            torch.softmax(module(**batch, theta=theta[i : i + step]).double(), dim=-1).cpu()
+            for i in range(0, theta.shape[0], step)
+        ]
         out.append(torch.cat(parts, dim=0))
     return torch.cat(out, dim=1).numpy()
 
@@ -111,7 +121,9 @@ def linearised_sample_probs(mean_logits: Tensor, logit_cov: Tensor, eps: Tensor)
     return torch.softmax(logits, dim=-1)
 
 
-def glm_probabilities(module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior, eps: Tensor) -> np.ndarray:
+def glm_probabilities(
+    module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior, eps: Tensor
+) -> np.ndarray:
     """Linearised (GLM) predictive: per-draw probabilities from logit-space samples.
 
     ``f(x; theta) ~ f(x; mu) + J(x) (theta - mu)`` gives Gaussian logits
@@ -151,9 +163,17 @@ def posterior_draws(posterior: GaussianPosterior, n_samples: int, generator: tor
     return posterior.rsample(n_samples, generator=generator)
 
 
-def predictive_samples(module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior: GaussianPosterior,
-                       *, predictive: str, n_samples: int, generator: torch.Generator, order: np.ndarray,
-                       n_classes: int) -> np.ndarray:
+def predictive_samples(
+    module: torch.nn.Module,
+    batches: Iterable[dict[str, Tensor]],
+    posterior: GaussianPosterior,
+    *,
+    predictive: str,
+    n_samples: int,
+    generator: torch.Generator,
+    order: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
     """Per-draw class probabilities ``(S, N, C)`` for inputs fed in the order ``order``, in the caller's order.
 
     All randomness comes from ``generator`` and is tied to each input's

@@ -26,8 +26,8 @@ Dubovik et al., "Bayesian Fine-tuning in Projected Subspaces", arXiv:2605.07706.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -157,9 +157,7 @@ def whitened_svd_projection(
     A_raw = Vh[:rank] @ inv_root
     norms = A_raw.norm(dim=1)
     dtype = weight.dtype
-    return Projection(
-        A=(A_raw / norms[:, None]).to(dtype), B=U[:, :rank].to(dtype), scale=(S[:rank] * norms).to(dtype)
-    )
+    return Projection(A=(A_raw / norms[:, None]).to(dtype), B=U[:, :rank].to(dtype), scale=(S[:rank] * norms).to(dtype))
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -201,7 +199,9 @@ def _haar_orthonormal(n: int, k: int, generator: torch.Generator | None) -> Tens
     return Q * torch.sign(torch.diagonal(R)).where(torch.diagonal(R) != 0, torch.ones(()))
 
 
-def random_projection(weight: Tensor, rank: int, *, generator: torch.Generator | None = None, **_: object) -> Projection:
+def random_projection(
+    weight: Tensor, rank: int, *, generator: torch.Generator | None = None, **_: object
+) -> Projection:
     """Haar-random orthonormal bases (QR of a Gaussian matrix), reproducible from ``generator``."""
     _check_rank(weight, rank)
     d_out, d_in = weight.shape
@@ -239,7 +239,7 @@ def hybrid_projection(
     kwargs = dict(generator=generator, input_moment=input_moment, damping=damping)
     p1 = PROJECTIONS[families[0]](weight, rank, **kwargs)
     p2 = PROJECTIONS[families[1]](weight, rank, **kwargs)
-    k = int(round(fraction * rank))
+    k = round(fraction * rank)
     B = _merge_orthonormal(p1.B.double(), p2.B.double(), k, rank)
     A = _merge_orthonormal(p1.A.double().T, p2.A.double().T, k, rank).T
     scale = _top_singular_mean(weight.double(), rank).expand(rank).clone()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +24,24 @@ from skorch.callbacks import Callback
 from ._version import __version__
 from .adapters import named_adapters
 
-__all__ = ["AdapterState", "write_adapter", "read_adapter", "backbone_fingerprint", "check_backbone",
-           "EpochCheckpoint", "write_checkpoint", "read_checkpoint", "checkpoint_file", "fit_key", "encode_history",
-           "decode_history", "plain_labels", "jsonable", "AdapterFormatError", "BackboneMismatchError"]
+__all__ = [
+    "AdapterState",
+    "write_adapter",
+    "read_adapter",
+    "backbone_fingerprint",
+    "check_backbone",
+    "EpochCheckpoint",
+    "write_checkpoint",
+    "read_checkpoint",
+    "checkpoint_file",
+    "fit_key",
+    "encode_history",
+    "decode_history",
+    "plain_labels",
+    "jsonable",
+    "AdapterFormatError",
+    "BackboneMismatchError",
+]
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "adapter.safetensors"
@@ -119,8 +135,11 @@ def write_adapter(path: str | os.PathLike, state: AdapterState) -> Path:
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.tensors.items()}
-    meta = {"format_version": FORMAT_VERSION, "library_version": __version__,
-            **{k: v for k, v in asdict(state).items() if k != "tensors"}}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        **{k: v for k, v in asdict(state).items() if k != "tensors"},
+    }
     meta["posterior_spec"] = list(state.posterior_spec)
     save_file(tensors, str(folder / TENSORS_FILE), metadata={"format": "subspace_bayes"})
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -135,8 +154,9 @@ def _read_meta(folder: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AdapterFormatError(f"{folder / META_FILE} is corrupted or truncated ({exc}).") from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise AdapterFormatError(f"{folder / META_FILE} has an unknown format (expected format_version "
-                                 f"{FORMAT_VERSION}).")
+        raise AdapterFormatError(
+            f"{folder / META_FILE} has an unknown format (expected format_version {FORMAT_VERSION})."
+        )
     return meta
 
 
@@ -164,13 +184,19 @@ def read_adapter(path: str | os.PathLike) -> AdapterState:
     meta = _read_meta(folder)
     try:
         spec = meta["posterior_spec"]
-        return AdapterState(backbone=meta["backbone"], backbone_fingerprint=meta["backbone_fingerprint"],
-                            classes=meta["classes"], params=meta["params"],
-                            posterior_spec=(spec[0], int(spec[1])), fitted=meta.get("fitted", {}),
-                            tensors=_read_tensors(folder))
+        return AdapterState(
+            backbone=meta["backbone"],
+            backbone_fingerprint=meta["backbone_fingerprint"],
+            classes=meta["classes"],
+            params=meta["params"],
+            posterior_spec=(spec[0], int(spec[1])),
+            fitted=meta.get("fitted", {}),
+            tensors=_read_tensors(folder),
+        )
     except (KeyError, IndexError, TypeError) as exc:
-        raise AdapterFormatError(f"{folder / META_FILE} lacks a field ({exc}); it was not written by "
-                                 "save_adapter.") from None
+        raise AdapterFormatError(
+            f"{folder / META_FILE} lacks a field ({exc}); it was not written by save_adapter."
+        ) from None
 
 
 class EpochCheckpoint(Callback):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,8 +39,8 @@ class TextInputs:
             n = n + np.fromiter(map(len, self.second), dtype=np.int64, count=len(self.second))
         return np.argsort(n, kind="stable")
 
-    def subset(self, idx: Sequence[int]) -> "TextInputs":
-        pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+    def subset(self, idx: Sequence[int]) -> TextInputs:
+        pick = lambda xs: None if xs is None else [xs[i] for i in idx]
         return TextInputs(pick(self.first), pick(self.second))
 
 
@@ -176,7 +177,7 @@ class TextCollator:
         full = [i for i, n in enumerate(lengths.tolist()) if n >= self.max_length]
         if self.warned or not full:
             return
-        pick = lambda xs: None if xs is None else [xs[i] for i in full]  # noqa: E731
+        pick = lambda xs: None if xs is None else [xs[i] for i in full]
         untruncated = self.tokenizer(pick(first), pick(second), truncation=False)["input_ids"]
         longest = max(len(ids) for ids in untruncated)
         if longest > self.max_length:
@@ -193,12 +194,7 @@ class TextCollator:
         first = [it["first"] for it in items]
         second = [it["second"] for it in items] if "second" in items[0] else None
         enc = self.tokenizer(
-            first,
-            second,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
+            first, second, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         X = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         self._warn_if_truncated(first, second, X["attention_mask"].sum(1))

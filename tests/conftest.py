@@ -21,14 +21,27 @@ FILLER = ["the", "movie", "film", "was", "a", "really", "plot", "acting", "story
 
 def _vocab() -> list[str]:
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + POSITIVE + NEGATIVE + FILLER + letters + ["##" + c for c in letters]
+    return (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + POSITIVE
+        + NEGATIVE
+        + FILLER
+        + letters
+        + ["##" + c for c in letters]
+    )
 
 
 def tiny_bert_config(vocab_size: int = 128):
     from transformers import BertConfig
 
-    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=512)
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +87,21 @@ def toy_test():
 
 def tiny_kwargs(tiny_bert_dir: str, **overrides):
     """Fast settings for the tiny backbone."""
-    kw = dict(backbone=tiny_bert_dir, rank=4, cov_rank=2, max_epochs=20, batch_size=16, n_samples=8, max_length=32,
-              lr=0.1, head_lr=0.1, weight_decay=0.0, random_state=0, verbose=0, device="cpu")
+    kw = dict(
+        backbone=tiny_bert_dir,
+        rank=4,
+        cov_rank=2,
+        max_epochs=20,
+        batch_size=16,
+        n_samples=8,
+        max_length=32,
+        lr=0.1,
+        head_lr=0.1,
+        weight_decay=0.0,
+        random_state=0,
+        verbose=0,
+        device="cpu",
+    )
     kw.update(overrides)
     return kw
 
@@ -87,11 +113,25 @@ def tiny_backbone(family: str):
     if family == "bert":
         config = tiny_bert_config(100)
     elif family == "roberta":
-        config = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=70, pad_token_id=1)
+        config = RobertaConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=70,
+            pad_token_id=1,
+        )
     else:
-        config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=2, pad_token_id=0)
+        config = LlamaConfig(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            pad_token_id=0,
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return AutoModel.from_config(config).eval()
@@ -104,3 +144,24 @@ def token_batch(n=3, t=9, seed=0):
     mask = torch.ones(n, t, dtype=torch.long)
     mask[0, -3:] = 0  # some right padding
     return ids, mask
+
+
+@pytest.fixture(scope="module")
+def tiny_module():
+    """A tiny BERT classifier module with a small diagonal posterior, a batch and its labels."""
+    from transformers import AutoModel
+
+    from subspace_bayes.module import SubspaceClassifierModule
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        backbone = AutoModel.from_config(tiny_bert_config(100)).eval()
+        module = SubspaceClassifierModule(backbone, 3, rank=2, covariance=None).double().eval()
+        with torch.no_grad():
+            module.posterior.loc.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 100, (6, 7), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, -2:] = 0
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    return module, {"input_ids": ids, "attention_mask": mask}, labels

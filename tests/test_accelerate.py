@@ -37,7 +37,8 @@ def test_accelerated_fit_predict_pickle_and_clone(tiny_bert_dir, toy_data, toy_t
 def test_accelerated_estimator_in_grid_search(tiny_bert_dir, toy_data, accelerator):
     from subspace_bayes.accelerate import AcceleratedBayesianSubspaceClassifier
 
-    base = AcceleratedBayesianSubspaceClassifier(accelerator=accelerator,
-                                                 **tiny_kwargs(tiny_bert_dir, device=None, max_epochs=2))
+    base = AcceleratedBayesianSubspaceClassifier(
+        accelerator=accelerator, **tiny_kwargs(tiny_bert_dir, device=None, max_epochs=2)
+    )
     search = GridSearchCV(base, {"rank": [2, 4]}, cv=2).fit(*toy_data)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()

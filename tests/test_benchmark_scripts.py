@@ -19,7 +19,7 @@ def quality():
 
 
 def _results(values_by_seed):
-    cell = lambda v: {"accuracy": v, "ece": v / 10, "nll": v, "brier": v, "ood_auroc": v}  # noqa: E731
+    cell = lambda v: {"accuracy": v, "ece": v / 10, "nll": v, "brier": v, "ood_auroc": v}
     return {"sst2": [{"seed": s, "metrics": {"MAP (LoRA-XS)": cell(v)}, "seconds": {}} for s, v in values_by_seed]}
 
 

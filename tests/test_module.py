@@ -29,8 +29,12 @@ def test_zero_core_reproduces_the_original_logits(family):
 
 @pytest.mark.parametrize(
     "covariance, extra",
-    [(None, lambda D, k: D), ("diag", lambda D, k: 2 * D), ("lowrank", lambda D, k: 2 * D + D * k),
-     ("full", lambda D, k: 2 * D + D * D)],
+    [
+        (None, lambda D, k: D),
+        ("diag", lambda D, k: 2 * D),
+        ("lowrank", lambda D, k: 2 * D + D * k),
+        ("full", lambda D, k: 2 * D + D * D),
+    ],
 )
 def test_only_theta_and_head_are_trainable(covariance, extra):
     n_layers, n_targets, r, k, n_classes, hidden = 2, 2, 4, 3, 5, 32
@@ -49,12 +53,13 @@ def test_only_theta_and_head_are_trainable(covariance, extra):
 def test_reproject_gives_the_bases_of_whitened_injection():
     ids, mask = token_batch()
     reference = tiny_backbone("bert")
-    moments = collect_input_moments(reference, find_target_modules(reference), [{"input_ids": ids,
-                                                                                 "attention_mask": mask}])
+    moments = collect_input_moments(
+        reference, find_target_modules(reference), [{"input_ids": ids, "attention_mask": mask}]
+    )
     _, expected = inject_adapters(reference, rank=4, projection="whitened_svd", input_moments=moments)
     module = SubspaceClassifierModule(tiny_backbone("bert"), 2, rank=4, projection="svd")
     module.reproject("whitened_svd", [{"input_ids": ids, "attention_mask": mask}])
-    for got, want in zip(module.adapters, expected):
+    for got, want in zip(module.adapters, expected, strict=True):
         torch.testing.assert_close(got.lora_A, want.lora_A, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got.lora_B, want.lora_B, atol=1e-5, rtol=1e-5)
 
@@ -66,8 +71,15 @@ def test_adapter_state_is_posterior_head_and_bases_only_and_reloads():
     bases = [k for k in state if k.startswith("backbone.")]
     assert len(bases) == 2 * len(module.adapters) and all(k.endswith((".lora_A", ".lora_B")) for k in bases)
     assert {k.split(".")[0] for k in state} == {"posterior", "head", "backbone"}
-    other = SubspaceClassifierModule(tiny_backbone("bert"), 2, rank=2, covariance="lowrank", cov_rank=2,
-                                     projection="random", generator=torch.Generator().manual_seed(3))
+    other = SubspaceClassifierModule(
+        tiny_backbone("bert"),
+        2,
+        rank=2,
+        covariance="lowrank",
+        cov_rank=2,
+        projection="random",
+        generator=torch.Generator().manual_seed(3),
+    )
     other.load_adapter_state_dict({k: v.clone() for k, v in state.items()})
     assert all(torch.equal(other.adapter_state_dict()[k], v) for k, v in state.items())
     with pytest.raises(ValueError, match="does not fit"):

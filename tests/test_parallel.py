@@ -29,10 +29,12 @@ def test_grid_search_in_worker_processes_matches_sequential(tiny_bert_dir, toy_d
 
 def test_grid_search_on_a_dask_local_cluster(tiny_bert_dir, toy_data, tmp_path):
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster):
-        with joblib.parallel_backend("dask"):
-            search = _search(tiny_bert_dir, tmp_path, n_jobs=-1).fit(*toy_data)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+        joblib.parallel_backend("dask"),
+    ):
+        search = _search(tiny_bert_dir, tmp_path, n_jobs=-1).fit(*toy_data)
     assert len(search.cv_results_["params"]) == 2
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.predict(toy_data[0][:4]).shape == (4,)

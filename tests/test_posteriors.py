@@ -38,8 +38,10 @@ def _reference(q: GaussianPosterior):
 def _prior_kl(ref, dist_dim):
     if isinstance(ref, Normal):
         return kl_divergence(ref, Normal(torch.zeros(dist_dim, dtype=torch.float64), PRIOR_STD)).sum()
-    prior = MultivariateNormal(torch.zeros(dist_dim, dtype=torch.float64),
-                               covariance_matrix=PRIOR_STD**2 * torch.eye(dist_dim, dtype=torch.float64))
+    prior = MultivariateNormal(
+        torch.zeros(dist_dim, dtype=torch.float64),
+        covariance_matrix=PRIOR_STD**2 * torch.eye(dist_dim, dtype=torch.float64),
+    )
     return kl_divergence(ref, prior)
 
 
@@ -160,3 +162,14 @@ def test_full_factor_step_keeps_the_marginal_scale():
             opt.step()
         stds[kind] = q.variance().detach().sqrt().mean().item()
     assert stds["full"] < 1.5 * stds["diag"]
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_quadratic_form_matches_dense(kind):
+    q = make_posterior(10, kind, cov_rank=3, init_std=0.2, generator=torch.Generator().manual_seed(0)).double()
+    with torch.no_grad():
+        for p in q.parameters():
+            p.add_(0.2 * torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(2)))
+    J = torch.randn(4, 3, 10, dtype=torch.float64)
+    dense = J @ q.covariance_matrix() @ J.transpose(1, 2)
+    torch.testing.assert_close(q.quadratic_form(J), dense)

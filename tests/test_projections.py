@@ -7,8 +7,8 @@ from subspace_bayes.projections import (
     dct_matrix,
     make_projection,
     parse_projection,
-    whitened_svd_projection,
     svd_projection,
+    whitened_svd_projection,
 )
 
 FAMILIES = ["svd", "whitened_svd", "dct", "random", "svd+dct", "svd+random:0.25", "dct+random:0.75"]
@@ -125,7 +125,7 @@ def test_parse_projection_accepts(spec):
 
 @pytest.mark.parametrize("spec", ["svdd", "svd+foo", "svd+dct:1.5", "svd+dct:x", "svd:0.5", "svd+dct+random", 3])
 def test_parse_projection_rejects_with_the_allowed_names(spec):
-    with pytest.raises(ValueError, match="svd|fraction|string"):
+    with pytest.raises(ValueError, match=r"svd|fraction|string"):
         parse_projection(spec)
 
 

@@ -34,7 +34,7 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {
     "check_no_attributes_set_in_init": (
         "skorch.NeuralNet.__init__ sets history_, initialized_ and virtual_params_ (skorch's design, "
         "shared by every skorch estimator); our own __init__ only stores parameters"
-    ),
+    )
 }
 
 

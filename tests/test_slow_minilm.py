@@ -30,17 +30,20 @@ def sst2():
     train["sentence"] = train.sentence.str.strip()
     train = train[train.sentence.str.split().str.len() >= 5].sample(1000, random_state=0)
     valid = pd.read_csv(SST2 / "validation.tsv", sep="\t", quoting=3)
-    return (train.sentence.tolist(), train.label.to_numpy()), (valid.sentence.str.strip().tolist(),
-                                                               valid.label.to_numpy())
+    return (train.sentence.tolist(), train.label.to_numpy()), (
+        valid.sentence.str.strip().tolist(),
+        valid.label.to_numpy(),
+    )
 
 
 @pytest.fixture(scope="module")
 def fitted_pair(sst2):
-    (X, y), (X_val, y_val) = sst2
+    (X, y), (X_val, _y_val) = sst2
     models, probas = {}, {}
     for posterior in ("map", "vi"):
-        clf = BayesianSubspaceClassifier(backbone="minilm", posterior=posterior, max_epochs=12, n_samples=8,
-                                         random_state=0, verbose=0)
+        clf = BayesianSubspaceClassifier(
+            backbone="minilm", posterior=posterior, max_epochs=12, n_samples=8, random_state=0, verbose=0
+        )
         models[posterior] = clf.fit(X, y)
         probas[posterior] = clf.predict_proba(X_val)
     return models, probas
@@ -51,8 +54,11 @@ def test_vi_is_better_calibrated_than_map_where_map_overfits(sst2, fitted_pair):
     models, probas = fitted_pair
     scores = {}
     for name, p in probas.items():
-        scores[name] = dict(acc=float(np.mean(p.argmax(1) == y_val)), ece=expected_calibration_error(y_val, p),
-                            nll=negative_log_likelihood(y_val, p))
+        scores[name] = dict(
+            acc=float(np.mean(p.argmax(1) == y_val)),
+            ece=expected_calibration_error(y_val, p),
+            nll=negative_log_likelihood(y_val, p),
+        )
         print(f"\n{name}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores[name].items()))
     # MAP has over-fitted: its training loss is far below its validation NLL.
     assert models["map"].history[-1]["train_loss"] < 0.5 * scores["map"]["nll"]

@@ -12,7 +12,8 @@ laplace   a point estimate                            ``N(theta*, (GGN + delta I
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..options import Posterior
 from .base import InferenceMethod, Schedule, TrainingData
@@ -21,8 +22,18 @@ from .map import MAP
 from .swag import SWAG
 from .vi import VI, ELBOLoss
 
-__all__ = ["InferenceMethod", "Schedule", "TrainingData", "VI", "MAP", "SWAG", "Laplace", "ELBOLoss", "METHODS",
-           "make_inference"]
+__all__ = [
+    "InferenceMethod",
+    "Schedule",
+    "TrainingData",
+    "VI",
+    "MAP",
+    "SWAG",
+    "Laplace",
+    "ELBOLoss",
+    "METHODS",
+    "make_inference",
+]
 
 #: The method class of each ``posterior=`` value.
 METHODS: dict[Posterior, type[InferenceMethod]] = {Posterior(cls.name): cls for cls in (VI, MAP, SWAG, Laplace)}
@@ -39,6 +50,7 @@ def make_inference(params: Mapping[str, Any]) -> InferenceMethod:
     try:
         kind = Posterior(params["posterior"])
     except ValueError:
-        raise ValueError(f"Unknown posterior {params['posterior']!r}; use one of "
-                         f"{[p.value for p in Posterior]}.") from None
+        raise ValueError(
+            f"Unknown posterior {params['posterior']!r}; use one of {[p.value for p in Posterior]}."
+        ) from None
     return METHODS[kind].from_params(params)

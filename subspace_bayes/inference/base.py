@@ -13,8 +13,9 @@ decides only
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 from skorch.callbacks import Callback
 from torch import Tensor, nn
@@ -76,7 +77,7 @@ class InferenceMethod:
     parameters: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "InferenceMethod":
+    def from_params(cls, params: Mapping[str, Any]) -> InferenceMethod:
         """Build the method from the estimator's flat parameters (only the ones it reads)."""
         return cls(**{field: params[name] for name, field in cls.parameters.items()})
 

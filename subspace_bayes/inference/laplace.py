@@ -26,9 +26,10 @@ Immer et al., "Scalable Marginal Likelihood Estimation", ICML 2021.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -168,35 +169,39 @@ def kron_ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor):
         with _core_records(adapters, mask) as records:
             logits, rows = _factor_rows(module, batch, theta, inputs_of=lambda: [records[a][1] for a in adapters])
         for grads in rows:
-            for G, g in zip(G_fac, grads):
+            for G, g in zip(G_fac, grads, strict=True):
                 gbar = (g.double() * mask).sum(1)  # (N, r)
                 G += (gbar.T @ gbar).cpu()
-        for A, a in zip(A_fac, adapters):
+        for A, a in zip(A_fac, adapters, strict=True):
             A += (records[a][0].T @ records[a][0]).cpu()
         nll += _summed_nll(logits, labels)
         n += labels.shape[0]
-    return torch.block_diag(*[torch.kron(G, A / max(n, 1)) for G, A in zip(G_fac, A_fac)]), nll, n
+    return torch.block_diag(*[torch.kron(G, A / max(n, 1)) for G, A in zip(G_fac, A_fac, strict=True)]), nll, n
 
 
 def _summed_nll(logits: Tensor, labels: Tensor) -> float:
     return torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
 
 
-def log_marginal_likelihood(prior_precision: float, eigenvalues: np.ndarray, theta_sq_norm: float,
-                            nll: float) -> float:
+def log_marginal_likelihood(prior_precision: float, eigenvalues: np.ndarray, theta_sq_norm: float, nll: float) -> float:
     """Laplace evidence as a function of the prior precision (constants dropped)."""
     d = len(eigenvalues)
     lam = np.clip(eigenvalues, 0.0, None)
-    return float(-nll - 0.5 * prior_precision * theta_sq_norm + 0.5 * d * np.log(prior_precision)
-                 - 0.5 * np.sum(np.log(lam + prior_precision)))
+    return float(
+        -nll
+        - 0.5 * prior_precision * theta_sq_norm
+        + 0.5 * d * np.log(prior_precision)
+        - 0.5 * np.sum(np.log(lam + prior_precision))
+    )
 
 
-def tune_prior_precision(eigenvalues: np.ndarray, theta_sq_norm: float, nll: float,
-                         bounds: tuple[float, float] = (1e-4, 1e6)) -> float:
+def tune_prior_precision(
+    eigenvalues: np.ndarray, theta_sq_norm: float, nll: float, bounds: tuple[float, float] = (1e-4, 1e6)
+) -> float:
     """The prior precision maximising :func:`log_marginal_likelihood` (1-D search in log space)."""
     from scipy.optimize import minimize_scalar
 
-    objective = lambda log_delta: -log_marginal_likelihood(np.exp(log_delta), eigenvalues, theta_sq_norm, nll)  # noqa: E731
+    objective = lambda log_delta: -log_marginal_likelihood(np.exp(log_delta), eigenvalues, theta_sq_norm, nll)
     result = minimize_scalar(objective, bounds=np.log(bounds), method="bounded", options={"xatol": 1e-6})
     return float(np.exp(result.x))
 
@@ -224,8 +229,9 @@ class LaplaceFit:
     log_marginal_likelihood: float
 
 
-def fit_laplace(module, batches: Iterable[dict[str, Tensor]], structure: str = "full",
-                prior_precision: float | str = "auto") -> LaplaceFit:
+def fit_laplace(
+    module, batches: Iterable[dict[str, Tensor]], structure: str = "full", prior_precision: float | str = "auto"
+) -> LaplaceFit:
     """Laplace approximation at the module's current (MAP) ``theta``.
 
     Parameters
@@ -242,8 +248,9 @@ def fit_laplace(module, batches: Iterable[dict[str, Tensor]], structure: str = "
     eig = ggn_eigenvalues(G)
     sq_norm = float(mean.double().pow(2).sum())
     delta = tune_prior_precision(eig, sq_norm, nll) if prior_precision == "auto" else float(prior_precision)
-    return LaplaceFit(laplace_posterior(mean.cpu().float(), G, delta), delta,
-                      log_marginal_likelihood(delta, eig, sq_norm, nll))
+    return LaplaceFit(
+        laplace_posterior(mean.cpu().float(), G, delta), delta, log_marginal_likelihood(delta, eig, sq_norm, nll)
+    )
 
 
 @dataclass
@@ -257,7 +264,7 @@ class Laplace(InferenceMethod):
     """
 
     name = Posterior.LAPLACE.value
-    parameters = {"laplace_structure": "structure", "prior_precision": "prior_precision"}
+    parameters: ClassVar[Mapping[str, str]] = {"laplace_structure": "structure", "prior_precision": "prior_precision"}
 
     structure: str = LaplaceStructure.FULL.value
     prior_precision: float | str = "auto"
@@ -276,5 +283,7 @@ class Laplace(InferenceMethod):
     def fitted_attributes(self) -> dict[str, Any]:
         if self.result is None:
             return {}
-        return {"prior_precision_": self.result.prior_precision,
-                "log_marginal_likelihood_": self.result.log_marginal_likelihood}
+        return {
+            "prior_precision_": self.result.prior_precision,
+            "log_marginal_likelihood_": self.result.log_marginal_likelihood,
+        }

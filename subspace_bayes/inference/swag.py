@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 import torch
 from skorch.callbacks import Callback
@@ -126,8 +127,14 @@ class SWAGCollector(Callback):
     def state_dict(self) -> dict:
         """Collected moments and counters (for checkpoints)."""
         m = self.moments_
-        return {"n": m.n, "mean": m.mean, "sq_mean": m.sq_mean, "recent": list(m.recent),
-                "interval": self.interval_, "step": self.step_}
+        return {
+            "n": m.n,
+            "mean": m.mean,
+            "sq_mean": m.sq_mean,
+            "recent": list(m.recent),
+            "interval": self.interval_,
+            "step": self.step_,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         m = SWAGMoments(self.max_snapshots)
@@ -167,8 +174,12 @@ class SWAG(InferenceMethod):
     """
 
     name = Posterior.SWAG.value
-    parameters = {"swag_start": "start", "swag_max_snapshots": "max_snapshots", "swag_scale": "scale",
-                  "swag_lr": "lr"}
+    parameters: ClassVar[Mapping[str, str]] = {
+        "swag_start": "start",
+        "swag_max_snapshots": "max_snapshots",
+        "swag_scale": "scale",
+        "swag_lr": "lr",
+    }
 
     start: int | None = None
     max_snapshots: int = 20

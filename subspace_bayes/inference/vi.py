@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,7 +31,7 @@ class VI(InferenceMethod):
     """
 
     name = Posterior.VI.value
-    parameters = {"covariance": "covariance", "cov_rank": "cov_rank"}
+    parameters: ClassVar[Mapping[str, str]] = {"covariance": "covariance", "cov_rank": "cov_rank"}
 
     covariance: str = Covariance.LOWRANK.value
     cov_rank: int = 4

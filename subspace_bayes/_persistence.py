@@ -1,0 +1,129 @@
+"""The estimator's persistence: pickling without the backbone, safetensors adapters, checkpoints.
+
+A mixin of :class:`~subspace_bayes.estimator.BayesianSubspaceClassifier`. It
+turns the fitted estimator into plain states and back; writing and reading
+files is :mod:`subspace_bayes.serialization`'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from skorch.history import History
+
+from .backbones import load_tokenizer
+from .inference import make_inference
+from .serialization import (
+    AdapterFormatError,
+    AdapterState,
+    backbone_fingerprint,
+    checkpoint_file,
+    decode_history,
+    encode_history,
+    jsonable,
+    plain_labels,
+    read_checkpoint,
+    write_adapter,
+)
+
+__all__ = ["PersistenceMixin"]
+
+logger = logging.getLogger("subspace_bayes.estimator")
+
+
+class PersistenceMixin:
+    """Saving, loading and resuming for :class:`~subspace_bayes.estimator.BayesianSubspaceClassifier`."""
+
+    def save_adapter(self, path: str | os.PathLike):
+        """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
+        self.check_is_fitted()
+        params = {k: v for k, v in self.get_params(deep=False).items() if jsonable(v) and not k.startswith("callbacks")}
+        fitted = {k: getattr(self, k) for k in self._SAVED_FITTED if hasattr(self, k)}
+        state = AdapterState(
+            self.backbone,
+            backbone_fingerprint(self.module_),
+            plain_labels(self.classes_),
+            params,
+            self.posterior_spec_,
+            fitted,
+            self.module_.adapter_state_dict(),
+        )
+        return write_adapter(path, state)
+
+    _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
+    #: Learned scalars kept by save_adapter next to the tensors.
+    _SAVED_FITTED = ("seed_", "predict_seed_", "n_train_", "prior_precision_", "log_marginal_likelihood_")
+
+    def _training_state(self) -> dict:
+        """Everything needed to continue a fit exactly where it stopped (tensors and plain data only)."""
+        return {
+            "fit_key": self.fit_key_,
+            "module": {k: v.detach().cpu() for k, v in self.module_.adapter_state_dict().items()},
+            "optimizer": self.optimizer_.state_dict(),
+            "train_generator": self.train_generator_.get_state(),
+            "shuffle_generator": self.shuffle_generator_.get_state(),
+            "history": encode_history(self.history),
+            "inference": self.inference_.state_dict(),
+        }
+
+    def _resume_from_checkpoint(self) -> int:
+        """Restore the checkpoint of this fit in ``checkpoint_dir`` if any; return the number of epochs it holds."""
+        if self.checkpoint_dir is None:
+            return 0
+        file = checkpoint_file(self.checkpoint_dir, self.fit_key_)
+        state = read_checkpoint(file)
+        if state is None:
+            return 0
+        if state.get("fit_key") != self.fit_key_:
+            raise AdapterFormatError(f"Checkpoint {file} belongs to another fit; delete it.")
+        self.module_.load_state_dict(state["module"], strict=False)
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.train_generator_.set_state(state["train_generator"])
+        self.shuffle_generator_.set_state(state["shuffle_generator"])
+        self.history_ = History(decode_history(state["history"]))
+        if state.get("inference"):
+            self.inference_.load_state_dict(state["inference"])
+        if self.verbose:
+            logger.info("Resuming from the checkpoint in %s after epoch %d.", self.checkpoint_dir, len(self.history))
+        return len(self.history)
+
+    def __getstate__(self) -> dict:
+        """Pickle the learned state only: posterior, head, bases, classes and the backbone *name*.
+
+        The frozen backbone weights are re-loaded from ``backbone`` on unpickling,
+        so the file stays small. Optimizer moments are not kept (a warm start
+        after loading restarts AdamW's moments).
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in self._NON_PICKLED}
+        module = self.__dict__.get("module_")
+        if module is not None:
+            state["adapter_state_"] = {k: v.detach().cpu().clone() for k, v in module.adapter_state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        adapter_state = state.pop("adapter_state_", None)
+        self.__dict__.update(state)
+        if adapter_state is not None:
+            self._restore(adapter_state)
+
+    def _restore(self, adapter_state: dict) -> None:
+        """Re-load the backbone by name and put the saved learned tensors around it."""
+        self.device_ = self._resolve_device()
+        self.tokenizer_ = load_tokenizer(self.backbone)
+        if getattr(self, "inference_", None) is None:
+            self.inference_ = make_inference(self.get_params(deep=False))
+        module = self._build_module(self.posterior_spec_, "svd")  # the saved bases replace the projection's
+        module.load_adapter_state_dict(adapter_state)
+        with self._current_init_context("module"):
+            self.module_ = module.to(self.device_)
+        self._make_generators()
+        with self._current_init_context("criterion"):
+            self.initialize_criterion()
+        with self._current_init_context("optimizer"):
+            self.initialize_optimizer()
+        if getattr(self, "callbacks_", None) is None:
+            self.initialize_callbacks()
+        if self.history_ is None:
+            self.initialize_history()
+        self.initialized_ = True

@@ -1,0 +1,195 @@
+"""How the estimator plugs into skorch's training loop: the ``initialize_*``, iterator, ``infer`` and loss hooks.
+
+A mixin of :class:`~subspace_bayes.estimator.BayesianSubspaceClassifier`, kept
+apart so that ``estimator.py`` reads as the public API. It builds the module,
+criterion, optimizer and callbacks from the estimator's parameters and the
+chosen inference method, and feeds batches through the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from skorch.callbacks import EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
+from skorch.dataset import ValidSplit
+from skorch.utils import to_device, to_tensor
+from torch.utils.data import DataLoader
+
+from .backbones import load_backbone, load_tokenizer, resolve_device
+from .callbacks import EpochProgress
+from .exceptions import NonFiniteLossError
+from .inference import ELBOLoss, Schedule, TrainingData, make_inference
+from .module import SubspaceClassifierModule
+from .posteriors import GaussianPosterior, structure_of
+from .predictive import posterior_draws
+from .projections import data_free_projection
+from .serialization import EpochCheckpoint
+from .text import TextCollator, TextDataset, TextInputs
+
+__all__ = ["TrainingHooksMixin"]
+
+
+class TrainingHooksMixin:
+    """skorch hooks of :class:`~subspace_bayes.estimator.BayesianSubspaceClassifier` (not used on its own)."""
+
+    def _resolve_device(self) -> str:
+        return resolve_device(self.device)
+
+    def _begin_initialize(self) -> None:
+        """What the rest of initialisation reads: the resolved device and the inference method."""
+        self.device_ = self._resolve_device()
+        self.inference_ = make_inference(self.get_params(deep=False))
+
+    def initialize(self):
+        self._begin_initialize()
+        # skorch moves the module and criterion to ``self.device``, which must name a torch
+        # device: "auto" is resolved for skorch's initialisation only, so the parameter keeps
+        # the user's value (scikit-learn's clone contract).
+        requested, self.device = self.device, self.device_
+        try:
+            return super().initialize()
+        finally:
+            self.device = requested
+
+    def check_data(self, X, y):
+        # classes_ are set from the original labels in fit, not from encoded y.
+        pass
+
+    def _loader(self, dataset) -> DataLoader:
+        """In-order batches of ``dataset`` for prediction and post-hoc steps."""
+        return DataLoader(
+            dataset, batch_size=self.batch_size, collate_fn=TextCollator(self.tokenizer_, self.max_length)
+        )
+
+    def _make_generators(self) -> None:
+        self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
+        self.shuffle_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
+
+    def _build_module(self, spec: tuple[str | None, int], projection: str) -> SubspaceClassifierModule:
+        covariance, cov_rank = spec
+        with torch.random.fork_rng(devices=[]):  # seeds the head's initialisation, leaves the global RNG as it was
+            torch.manual_seed(self.seed_)
+            return SubspaceClassifierModule(
+                load_backbone(self.backbone),
+                len(self.classes_inferred_),
+                rank=self.rank,
+                projection=projection,
+                target_modules=self.target_modules,
+                covariance=covariance,
+                cov_rank=cov_rank,
+                init_std=self.init_std,
+                pooling=self.pooling,
+                generator=torch.Generator().manual_seed(self.seed_),
+                precision=self.precision,
+            )
+
+    def initialize_module(self):
+        self.tokenizer_ = load_tokenizer(self.backbone)
+        # A data-dependent projection (whitened SVD) is recomputed from the training texts in fit.
+        self.module_ = self._build_module(self.inference_.training_structure(), data_free_projection(self.projection))
+        self.posterior_spec_ = structure_of(self.module_.posterior)
+        self._make_generators()
+        return self
+
+    def initialize_criterion(self):
+        self.criterion_ = ELBOLoss(self.module_, self.n_train_, prior_std=self.prior_std, kl_weight=self.kl_weight)
+        return self
+
+    def initialize_optimizer(self, *_args, **_kwargs):
+        kwargs = self.get_params_for("optimizer")
+        kwargs.pop("lr", None)
+        groups = [
+            *({**group, "weight_decay": 0.0} for group in self.module_.posterior.parameter_groups(self.lr)),
+            {"params": list(self.module_.head.parameters()), "lr": self.head_lr, "weight_decay": self.weight_decay},
+        ]
+        self.optimizer_ = self.optimizer(groups, lr=self.lr, **kwargs)
+        return self
+
+    @property
+    def _default_callbacks(self):
+        # Static: scikit-learn's get_params reads this for any parameter values.
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("progress", EpochProgress()),
+        ]
+
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        extra = []
+        if getattr(self, "inference_", None) is not None:  # set_params(callbacks=...) re-initialises unfitted nets
+            extra += self.inference_.callbacks(Schedule(self.n_train_, self.batch_size, self.max_epochs))
+        if self.validation_fraction and self.patience:
+            extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
+        if self.checkpoint_dir is not None:
+            extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir, self._training_state)))
+        if isinstance(self.verbose, int) and self.verbose > 1:
+            extra.append(("print_log", PrintLog()))
+        self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
+        return self
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = self.get_dataset(X, y)
+        if not self.validation_fraction:
+            return dataset, None
+        split = ValidSplit(self.validation_fraction, stratified=True, random_state=self.seed_)
+        return split(dataset, y)
+
+    def get_iterator(self, dataset, training=False):
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        kwargs.setdefault("batch_size", self.batch_size)
+        kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
+        if training:
+            kwargs.setdefault("shuffle", True)
+            kwargs.setdefault("generator", self.shuffle_generator_)
+        return DataLoader(dataset, **kwargs)
+
+    def infer(self, x, **fit_params):
+        x = {k: v for k, v in to_tensor(x, device=self.device_).items() if k != "sample_weight"}
+        if self.module_.training:
+            return self.module_(**x, n_samples=self.n_train_samples, generator=self.train_generator_, **fit_params)
+        theta = posterior_draws(self.module_.posterior, self.n_samples, self._predict_generator())
+        return self.module_(**x, theta=theta, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=self.device_)
+        weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        weight = None if weight is None else to_tensor(weight, device=self.device_)
+        loss = self.criterion_(y_pred, y_true, weight)
+        if training and not torch.isfinite(loss):
+            epoch = len(self.history)
+            batch = len(self.history[-1]["batches"]) if len(self.history) else 1  # the current batch's row exists
+            raise NonFiniteLossError(
+                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch}. "
+                f"Lower the learning rate (lr={self.lr}, head_lr={self.head_lr}) or check the inputs."
+            )
+        return loss
+
+    def _predict_generator(self) -> torch.Generator:
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else self.predict_seed_
+        return torch.Generator().manual_seed(int(seed))
+
+    def _whiten(self, inputs: TextInputs, max_texts: int = 256) -> None:
+        """Recompute a whitened projection from the input moments of up to ``max_texts`` training texts."""
+        idx = check_random_state(self.seed_).permutation(len(inputs))[:max_texts]
+        batches = (to_device(X, self.device_) for X, _ in self._loader(TextDataset(inputs.subset(idx))))
+        self.module_.reproject(self.projection, batches, generator=torch.Generator().manual_seed(self.seed_))
+
+    def _training_data(self, dataset: TextDataset) -> TrainingData:
+        def batches():
+            return ({**to_device(X, self.device_), "labels": y} for X, y in self._loader(dataset))
+
+        return TrainingData(batches, len(dataset))
+
+    def _install_posterior(self, posterior: GaussianPosterior | None, reset_optimizer: bool = False) -> None:
+        """Make ``posterior`` the module's posterior over theta (None or the current one: nothing to do)."""
+        if posterior is None or posterior is self.module_.posterior:
+            return
+        self.module_.posterior = posterior.to(self.device_)
+        self.posterior_spec_ = structure_of(posterior)
+        if reset_optimizer:
+            self.initialize_optimizer()

@@ -1,0 +1,67 @@
+"""Text inputs: coercion of X, tokenisation, truncation, length order."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from subspace_bayes import BayesianSubspaceClassifier
+from subspace_bayes.text import coerce_texts
+
+from conftest import tiny_kwargs
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_bert_dir, toy_data):
+    y = np.array(["neg", "pos"])[toy_data[1]]
+    return BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=3)).fit(toy_data[0], y)
+
+
+def test_long_texts_are_truncated_with_one_warning(fitted):
+    long_text = " ".join(["good movie"] * 200)
+    fitted.set_params(max_length=16)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitted.predict_proba([long_text, long_text, "short"])
+    finally:
+        fitted.set_params(max_length=32)
+    messages = [str(w.message) for w in caught if "max_length" in str(w.message)]
+    assert len(messages) == 1 and "truncated" in messages[0]
+
+
+def test_empty_strings_are_allowed(fitted):
+    p = fitted.predict_proba(["", "good"])
+    assert p.shape == (2, 2) and np.isfinite(p).all()
+
+
+def test_coerce_texts_accepts_lists_arrays_series_pairs_and_dataframes():
+    import pandas as pd
+
+    assert coerce_texts(["a", "b"]).first == ["a", "b"]
+    assert coerce_texts(np.array(["a", "b"])).second is None
+    assert coerce_texts(pd.Series(["a", "b"])).first == ["a", "b"]
+    pairs = coerce_texts([("a", "x"), ("b", "y")])
+    assert pairs.first == ["a", "b"] and pairs.second == ["x", "y"]
+    frame = coerce_texts(pd.DataFrame({"s1": ["a", "b"], "s2": ["x", "y"]}))
+    assert frame.second == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    "X, error, fragment",
+    [
+        ("one text", ValueError, "wrap it in a list"),
+        ([], ValueError, "empty"),
+        (["a", None], TypeError, "row 1"),
+        ([("a", "b", "c")], ValueError, "exactly 2"),
+    ],
+)
+def test_coerce_texts_errors_name_the_problem(X, error, fragment):
+    with pytest.raises(error, match=fragment):
+        coerce_texts(X)
+
+
+def test_by_length_sorts_single_texts_and_pairs_stably():
+    assert coerce_texts(["ccc", "a", "bb", "a"]).by_length().tolist() == [1, 3, 2, 0]
+    pairs = coerce_texts([("aaaa", "b"), ("a", "b"), ("aa", "bb")])
+    assert pairs.by_length().tolist() == [1, 2, 0]
