@@ -38,10 +38,7 @@ for key in ("total", "epistemic"):
 for c, a, b in zip(coverages, curves["total"], curves["epistemic"], strict=True):
     print(f"{c:8.1f}  {a:10.3f}  {b:14.3f}")
 
-import matplotlib  # noqa: E402 - only needed for the figure
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - only needed for the figure
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 for key, acc in curves.items():

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 
+import torch
 from skorch.history import History
 
 from .backbones import load_tokenizer
 from .inference import make_inference
+from .posteriors import make_posterior, structure_of, structure_of_state
 from .serialization import (
     AdapterFormatError,
     AdapterState,
@@ -22,8 +24,10 @@ from .serialization import (
     decode_history,
     encode_history,
     jsonable,
+    load_tensors,
     plain_labels,
     read_checkpoint,
+    save_tensors,
     write_adapter,
 )
 
@@ -34,6 +38,37 @@ logger = logging.getLogger("subspace_bayes.estimator")
 
 class PersistenceMixin:
     """Saving, loading and resuming for :class:`~subspace_bayes.estimator.BayesianSubspaceClassifier`."""
+
+    def save_params(self, f_params=None, use_safetensors: bool = False, **kwargs):
+        """skorch's ``save_params``; ``f_params`` holds the learned state only (posterior, head, bases).
+
+        The frozen backbone is never written (re-loaded by name). The other
+        files (``f_optimizer``, ``f_history``, ``checkpoint``) are skorch's.
+        """
+        if f_params is not None:
+            self.check_is_fitted()
+            save_tensors(self.module_.adapter_state_dict(), f_params, use_safetensors)
+        if any(v is not None for v in kwargs.values()):
+            super().save_params(use_safetensors=use_safetensors, **kwargs)
+
+    def load_params(self, f_params=None, use_safetensors: bool = False, **kwargs):
+        """skorch's ``load_params`` into an initialised net (``initialize()`` needs ``classes=[...]`` before a fit).
+
+        ``f_params`` is what :meth:`save_params` wrote; the posterior takes the
+        structure that was saved (e.g. SWAG's low-rank + diagonal).
+        """
+        if f_params is not None:
+            if not self.initialized_:
+                raise ValueError("Call initialize() (with classes=[...]) or fit before load_params.")
+            state = load_tensors(f_params, use_safetensors)
+            spec = structure_of_state(state)
+            if spec != structure_of(self.module_.posterior):
+                self._install_posterior(
+                    make_posterior(self.module_.n_theta, spec[0], cov_rank=spec[1], generator=torch.Generator())
+                )
+            self.module_.load_adapter_state_dict(state)
+        if any(v is not None for v in kwargs.values()):
+            super().load_params(use_safetensors=use_safetensors, **kwargs)
 
     def save_adapter(self, path: str | os.PathLike):
         """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""

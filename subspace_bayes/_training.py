@@ -9,6 +9,7 @@ chosen inference method, and feeds batches through the module.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from sklearn.utils import check_random_state
 from skorch.callbacks import EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import ValidSplit
 from skorch.utils import to_device, to_tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .backbones import load_backbone, load_tokenizer, resolve_device
 from .callbacks import EpochProgress
@@ -29,7 +30,15 @@ from .projections import data_free_projection
 from .serialization import EpochCheckpoint
 from .text import TextCollator, TextDataset, TextInputs
 
-__all__ = ["TrainingHooksMixin"]
+__all__ = ["TrainingHooksMixin", "TrainValid"]
+
+
+@dataclass(frozen=True)
+class TrainValid:
+    """The training and (optional) validation datasets of one fit, split once."""
+
+    train: Dataset
+    valid: Dataset | None
 
 
 class TrainingHooksMixin:
@@ -39,7 +48,14 @@ class TrainingHooksMixin:
         return resolve_device(self.device)
 
     def _begin_initialize(self) -> None:
-        """What the rest of initialisation reads: the resolved device and the inference method."""
+        """What the rest of initialisation reads: classes and seeds, the resolved device, the inference method."""
+        if getattr(self, "classes_inferred_", None) is None:
+            if self.classes is None:
+                raise ValueError(
+                    "initialize() before fit needs the classes to build the head: pass classes=[...] "
+                    "(e.g. to load_params next), or call fit; a saved model loads with load_adapter or joblib."
+                )
+            self._set_classes_and_seeds(np.asarray(self.classes))
         self.device_ = self._resolve_device()
         self.inference_ = make_inference(self.get_params(deep=False))
 
@@ -60,9 +76,9 @@ class TrainingHooksMixin:
 
     def _loader(self, dataset) -> DataLoader:
         """In-order batches of ``dataset`` for prediction and post-hoc steps."""
-        return DataLoader(
-            dataset, batch_size=self.batch_size, collate_fn=TextCollator(self.tokenizer_, self.max_length)
-        )
+        # An own generator: a DataLoader without one draws its base seed from the global torch RNG.
+        collate = TextCollator(self.tokenizer_, self.max_length)
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate, generator=torch.Generator())
 
     def _make_generators(self) -> None:
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
@@ -95,7 +111,9 @@ class TrainingHooksMixin:
         return self
 
     def initialize_criterion(self):
-        self.criterion_ = ELBOLoss(self.module_, self.n_train_, prior_std=self.prior_std, kl_weight=self.kl_weight)
+        # N is the size of the training split; None until fit has seen the data (training then refuses to start).
+        n_train = getattr(self, "n_train_", None)
+        self.criterion_ = ELBOLoss(self.module_, n_train, prior_std=self.prior_std, kl_weight=self.kl_weight)
         return self
 
     def initialize_optimizer(self, *_args, **_kwargs):
@@ -121,9 +139,9 @@ class TrainingHooksMixin:
     def initialize_callbacks(self):
         super().initialize_callbacks()
         extra = []
-        if getattr(self, "inference_", None) is not None:  # set_params(callbacks=...) re-initialises unfitted nets
+        if getattr(self, "n_train_", None) is not None:  # the method's callbacks need the data size (known at fit)
             extra += self.inference_.callbacks(Schedule(self.n_train_, self.batch_size, self.max_epochs))
-        if self.validation_fraction and self.patience:
+        if self.patience and (self.validation_fraction or self.train_split is not None):
             extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
         if self.checkpoint_dir is not None:
             extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir, self._training_state)))
@@ -132,20 +150,40 @@ class TrainingHooksMixin:
         self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
         return self
 
+    def _splitter(self):
+        """``train_split`` if given, else a stratified ``ValidSplit(validation_fraction)`` (None: no split)."""
+        if self.train_split is not None and self.validation_fraction:
+            raise ValueError(
+                "Both train_split and validation_fraction are set; use one: validation_fraction=f is shorthand "
+                "for train_split=ValidSplit(f, stratified=True)."
+            )
+        if self.train_split is not None:
+            return self.train_split
+        if self.validation_fraction:
+            return ValidSplit(self.validation_fraction, stratified=True, random_state=self.seed_)
+        return None
+
+    def _split(self, dataset: TextDataset, y_enc: np.ndarray) -> TrainValid:
+        """The training and validation datasets; sample weights get mean 1 over the training split."""
+        splitter = self._splitter()
+        if splitter is None:
+            return TrainValid(dataset, None)
+        train, valid = splitter(dataset, y_enc)
+        if isinstance(train, Subset) and isinstance(train.dataset, TextDataset):
+            train = train.dataset.subset(np.asarray(train.indices))
+        return TrainValid(train, valid)
+
     def get_split_datasets(self, X, y=None, **fit_params):
-        dataset = self.get_dataset(X, y)
-        if not self.validation_fraction:
-            return dataset, None
-        split = ValidSplit(self.validation_fraction, stratified=True, random_state=self.seed_)
-        return split(dataset, y)
+        if isinstance(X, TrainValid):  # split once by fit, which sized the ELBO and SWAG by the training part
+            return X.train, X.valid
+        return super().get_split_datasets(X, y, **fit_params)
 
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         kwargs.setdefault("batch_size", self.batch_size)
         kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
-        if training:
-            kwargs.setdefault("shuffle", True)
-            kwargs.setdefault("generator", self.shuffle_generator_)
+        kwargs.setdefault("shuffle", training)
+        kwargs.setdefault("generator", self.shuffle_generator_ if training else torch.Generator())
         return DataLoader(dataset, **kwargs)
 
     def infer(self, x, **fit_params):

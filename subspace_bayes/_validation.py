@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
+from sklearn.utils.multiclass import type_of_target
 
 __all__ = [
     "InvalidParameterError",
@@ -164,7 +165,28 @@ def check_labels(y: Any, n_samples: int) -> np.ndarray:
     for i, v in enumerate(arr):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             raise ValueError(f"y has a missing label (None/NaN) at row {i}; drop or fill it before fitting.")
+    _check_class_labels(arr)
     return arr
+
+
+def _check_class_labels(arr: np.ndarray) -> None:
+    """Class labels, not a continuous or multi-output target (scikit-learn's ``type_of_target``)."""
+    if arr.dtype == object:
+        nested = next((v for v in arr.tolist() if isinstance(v, (list, tuple, set, dict, np.ndarray))), None)
+        if nested is not None:
+            raise ValueError(
+                f"y holds a sequence per row ({nested!r}): multi-output targets are not supported; "
+                "pass one label per text."
+            )
+        return  # strings or mixed objects: discrete by nature (mixed types are caught when sorting)
+    if arr.dtype.kind in "USb":
+        return
+    kind = type_of_target(arr, input_name="y")
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(
+            f"y looks like a {kind} target, not class labels (e.g. {arr[:3].tolist()}); this is a classifier. "
+            "Bin a continuous target into classes first, or use a regressor."
+        )
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:

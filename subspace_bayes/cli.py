@@ -4,15 +4,56 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
+from .options import Posterior
+
 __all__ = ["main"]
+
+#: Estimator parameters that ``fit`` sets through flags of its own.
+_FIT_FLAGS = {
+    "backbone": "--backbone",
+    "posterior": "--posterior",
+    "max_epochs": "--max-epochs",
+    "random_state": "--random-state",
+}
+
+
+class CommandError(ValueError):
+    """A mistake on the command line, reported in one line without a traceback."""
+
+
+def _parse_params(text: str | None, known: set[str]) -> dict:
+    """``--params`` as a dict of estimator parameters, or a :class:`CommandError` that says what is wrong."""
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--params is not valid JSON ({exc.msg} at character {exc.pos}): {text}") from None
+    if not isinstance(params, dict):
+        raise CommandError(f"--params must be a JSON object such as '{{\"rank\": 4}}'; got {text}")
+    clash = sorted(set(params) & set(_FIT_FLAGS))
+    if clash:
+        flags = ", ".join(_FIT_FLAGS[k] for k in clash)
+        raise CommandError(f"--params sets {clash}, which have flags of their own: use {flags}")
+    unknown = sorted(k for k in params if k not in known and "__" not in k)
+    if unknown:
+        import difflib
+
+        hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        hint = "; ".join(f"{k!r} (did you mean {m[0]!r}?)" if m else repr(k) for k, m in hints.items())
+        raise CommandError(f"--params has unknown estimator parameters: {hint}")
+    return params
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, format_table, run_demo
 
+    if not args.quiet:  # the library's progress messages go through logging; the command shows them
+        logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     cfg = DemoConfig.quick() if args.quick else DemoConfig()
     for name in ("n_train", "max_epochs", "n_samples", "rank", "backbone", "random_state"):
         if getattr(args, name) is not None:
@@ -29,8 +70,8 @@ def _fit(args: argparse.Namespace) -> int:
     from .datasets import load_tsv
     from .estimator import BayesianSubspaceClassifier
 
+    params = _parse_params(args.params, set(BayesianSubspaceClassifier().get_params(deep=False)))
     X, y = load_tsv(args.data, args.text_column, args.label_column, args.pair_column)
-    params = json.loads(args.params) if args.params else {}
     clf = BayesianSubspaceClassifier(
         backbone=args.backbone,
         posterior=args.posterior,
@@ -93,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit on your own TSV/CSV file and save the model")
     _data_args(f)
     f.add_argument("--backbone", default="minilm")
-    f.add_argument("--posterior", default="vi", choices=["vi", "map"])
+    f.add_argument("--posterior", default="vi", choices=[p.value for p in Posterior])
     f.add_argument("--max-epochs", dest="max_epochs", type=int, default=10)
     f.add_argument("--random-state", dest="random_state", type=int, default=0)
     f.add_argument("--params", help="other estimator parameters as JSON, e.g. '{\"rank\": 4}'")
@@ -108,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CommandError as exc:
+        print(f"subspace-bayes {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

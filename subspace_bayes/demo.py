@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,8 @@ from .metrics import brier_score, expected_calibration_error, negative_log_likel
 from .predictive import entropy, uncertainty_decomposition
 
 __all__ = ["DemoConfig", "run_demo", "format_table"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,10 +77,8 @@ def _calibrated_map(map_clf, X_cal, y_cal):
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    try:  # method="temperature" exists from scikit-learn 1.8 on
-        return CalibratedClassifierCV(FrozenEstimator(map_clf), method="temperature").fit(X_cal, y_cal)
-    except ValueError:
-        return CalibratedClassifierCV(FrozenEstimator(map_clf), method="sigmoid").fit(X_cal, y_cal)
+    # method="temperature" exists from scikit-learn 1.8 on (the floor in pyproject.toml).
+    return CalibratedClassifierCV(FrozenEstimator(map_clf), method="temperature").fit(X_cal, y_cal)
 
 
 @dataclass
@@ -173,13 +174,11 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
     fitted: dict[str, Any] = {}
     for key in cfg.methods:
         label = METHOD_LABELS[key]
-        if verbose:
-            print(f"[demo] {label}: training on {len(data.X_train)} sentences", flush=True)
+        logger.info("%s: training on %d sentences", label, len(data.X_train))
         p_val, u_val, u_ood, fit_s, predict_s = _run_method(key, data, common, fitted)
         rows.append(_row(label, data.y_val, p_val, u_val, u_ood, fit_s, predict_s))
         probas[label], uncertainties[label] = p_val, (u_val, u_ood)
-        if verbose:
-            print(format_table(rows[-1:]), flush=True)
+        logger.info("%s\n%s", label, format_table(rows[-1:]))
     meta = {
         "config": asdict(cfg),
         "n_train": len(data.X_train),

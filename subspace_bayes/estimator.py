@@ -131,8 +131,10 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         With ``validation_fraction > 0``: stop after this many epochs without a
         better ``valid_loss`` and restore the best epoch.
     checkpoint_dir : str or None, default=None
-        Folder for a checkpoint written after every epoch; a fit that finds one
-        there resumes from it. Give each concurrent fit its own folder.
+        Folder for a checkpoint written after every epoch, in a file named by a
+        hash of the settings and the training data; a fit that finds its file
+        there resumes from it. One folder can serve all fits of a search, also
+        concurrent ones (folds and grid points get different files).
     device : str, default="auto"
         ``"auto"`` picks CUDA when available.
     precision : {"fp32", "bf16", "fp16"}, default="fp32"
@@ -357,10 +359,11 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         labels = check_labels(y, len(inputs))
         weights = check_sample_weight(sample_weight, len(inputs))
         if fresh:
-            self._set_classes_and_seeds(labels if classes is None else np.asarray(classes))
+            given = classes if classes is not None else self.classes
+            self._set_classes_and_seeds(labels if given is None else np.asarray(given))
         y_enc = encode_labels(labels, self.classes_inferred_)
-        self.n_train_ = len(inputs)
-        dataset = TextDataset(inputs, y_enc, weights)
+        data = self._split(TextDataset(inputs, y_enc, weights), y_enc)
+        self.n_train_ = len(data.train)  # N of the ELBO, SWAG's snapshot spacing: the training split only
         if self.checkpoint_dir is not None:
             self.fit_key_ = fit_key(self.get_params(deep=False), inputs, y_enc, self.classes_)
         epochs = self.max_epochs
@@ -370,13 +373,27 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
                 self._whiten(inputs)
             epochs -= self._resume_from_checkpoint()
         else:
+            self.initialize_criterion()  # this call's data size
             self._install_posterior(self.inference_.restart(self.module_.posterior), reset_optimizer=True)
+        self._check_monitors(data)
         if epochs > 0:
-            NeuralNetClassifier.partial_fit(self, dataset, y_enc, epochs=epochs, **fit_params)
-        self._install_posterior(self.inference_.finish(self.module_, self._training_data(dataset)))
+            NeuralNetClassifier.partial_fit(self, data, None, epochs=epochs, **fit_params)
+        self._install_posterior(self.inference_.finish(self.module_, self._training_data(data.train)))
         for name, value in self.inference_.fitted_attributes().items():
             setattr(self, name, value)
         return self
+
+    def _check_monitors(self, data) -> None:
+        """A callback that monitors a validation score needs a validation split: say so before training."""
+        if data.valid is not None:
+            return
+        for name, callback in self.callbacks_:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(monitor, str) and monitor.startswith("valid"):
+                raise ValueError(
+                    f"The callback {name!r} monitors {monitor!r}, which needs held-out data: set "
+                    "validation_fraction (e.g. 0.1) or train_split=ValidSplit(...), or monitor 'train_loss'."
+                )
 
     def _set_classes_and_seeds(self, labels: np.ndarray) -> None:
         self.classes_inferred_ = sorted_labels(labels)
@@ -444,6 +461,11 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         ndarray of shape (n_texts, n_classes); rows sum to 1. Columns follow ``classes_``.
         """
         return self.predict_sample_proba(X).mean(0)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """``log`` of :meth:`predict_proba` (``-inf`` where a probability is exactly 0)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable label under the predictive distribution (values of ``classes_``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import brier_score_loss, log_loss, make_scorer
 from sklearn.metrics import get_scorer as _sk_get_scorer
 
 __all__ = [
@@ -13,7 +14,7 @@ __all__ = [
     "reliability_curve",
     "negative_log_likelihood",
     "brier_score",
-    "ProbaScorer",
+    "proba_scorer",
     "neg_ece_scorer",
     "neg_nll_scorer",
     "neg_brier_scorer",
@@ -23,35 +24,51 @@ __all__ = [
 
 
 def _as_indices_and_probs(y_true: Any, y_prob: Any, labels: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Encode ``y_true`` against ``labels`` and make ``y_prob`` 2-D (binary 1-D = positive class)."""
+    """Map each label of ``y_true`` to its column of ``y_prob`` (binary 1-D ``y_prob`` = the second label's).
+
+    Column ``c`` belongs to ``labels[c]``; without ``labels``, to the ``c``-th of the
+    sorted distinct values of ``y_true`` (scikit-learn's convention). Integer
+    labels are never read as column indices: with classes {1, 2, 3} the column
+    of label 1 is column 0.
+
+    Raises
+    ------
+    ValueError
+        If the number of labels differs from the number of columns (e.g. a class
+        is absent from ``y_true``: pass ``labels=estimator.classes_``), or if
+        ``y_true`` holds a label outside ``labels``.
+    """
     p = np.asarray(y_prob, dtype=np.float64)
     if p.ndim == 1:
         p = np.stack([1.0 - p, p], axis=1)
     if p.ndim != 2:
         raise ValueError(f"y_prob must have shape (n,) or (n, n_classes); got {p.shape}.")
     y = np.asarray(y_true)
-    if labels is None:
-        if np.issubdtype(y.dtype, np.integer) and y.size and y.min() >= 0 and y.max() < p.shape[1]:
-            return y.astype(np.int64), p
-        labels = np.unique(y)
-    labels = np.asarray(labels)
+    labels = np.unique(y) if labels is None else np.asarray(labels)
     if len(labels) != p.shape[1]:
         raise ValueError(
             f"y_prob has {p.shape[1]} columns but there are {len(labels)} labels {labels.tolist()}; "
-            "pass labels=estimator.classes_."
+            "pass labels=estimator.classes_ (the label of each column, in order)."
         )
-    idx = np.searchsorted(labels, y) if np.all(labels[:-1] <= labels[1:]) else None
-    if idx is None or np.any(idx >= len(labels)) or np.any(labels[np.minimum(idx, len(labels) - 1)] != y):
-        lookup = {v: i for i, v in enumerate(labels.tolist())}
-        try:
-            idx = np.array([lookup[v] for v in y.tolist()])
-        except KeyError as exc:
-            raise ValueError(f"y_true holds label {exc.args[0]!r} that is not in labels {labels.tolist()}.") from None
-    return idx.astype(np.int64), p
+    lookup = {v: i for i, v in enumerate(labels.tolist())}
+    try:
+        idx = np.fromiter((lookup[v] for v in y.tolist()), dtype=np.int64, count=len(y))
+    except KeyError as exc:
+        raise ValueError(f"y_true holds label {exc.args[0]!r} that is not in labels {labels.tolist()}.") from None
+    return idx, p
 
 
-def reliability_curve(y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any = None):
-    """Per-bin mean confidence, accuracy and count of the top-label prediction.
+def _weights(sample_weight: Any, n: int) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones(n)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError(f"sample_weight must be {n} finite non-negative numbers; got shape {w.shape}.")
+    return w
+
+
+def reliability_curve(y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any = None, sample_weight: Any = None):
+    """Per-bin mean confidence, accuracy and (weighted) count of the top-label prediction.
 
     Equal-width bins over [0, 1]; bin ``b`` holds the examples whose top-class
     probability lies in ``(b/B, (b+1)/B]`` (the first bin also holds 0).
@@ -61,22 +78,28 @@ def reliability_curve(y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any
     confidence, accuracy, count : ndarrays of shape (n_bins,) (NaN where a bin is empty)
     """
     y, p = _as_indices_and_probs(y_true, y_prob, labels)
+    w = _weights(sample_weight, len(y))
     conf = p.max(1)
     correct = (p.argmax(1) == y).astype(np.float64)
     bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    count = np.bincount(bins, weights=w, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / count
-        confidence = np.bincount(bins, weights=conf, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=w * correct, minlength=n_bins) / count
+        confidence = np.bincount(bins, weights=w * conf, minlength=n_bins) / count
+    accuracy[count == 0] = confidence[count == 0] = np.nan
     return confidence, accuracy, count
 
 
-def _bin_gaps(y_true, y_prob, n_bins, labels):
-    confidence, accuracy, count = reliability_curve(y_true, y_prob, n_bins=n_bins, labels=labels)
+def _bin_gaps(y_true, y_prob, n_bins, labels, sample_weight=None):
+    confidence, accuracy, count = reliability_curve(
+        y_true, y_prob, n_bins=n_bins, labels=labels, sample_weight=sample_weight
+    )
     return np.nan_to_num(np.abs(accuracy - confidence)), count
 
 
-def expected_calibration_error(y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any = None) -> float:
+def expected_calibration_error(
+    y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any = None, sample_weight: Any = None
+) -> float:
     """Top-label expected calibration error with equal-width bins.
 
     ``ECE = sum_b (n_b / n) |acc(b) - conf(b)|`` where bin ``b`` holds the
@@ -85,11 +108,14 @@ def expected_calibration_error(y_true: Any, y_prob: Any, *, n_bins: int = 15, la
     Parameters
     ----------
     y_true : array-like of shape (n,)
-        Labels (values of ``labels``, or indices ``0..C-1``).
+        Labels.
     y_prob : array-like of shape (n, C), or (n,) for the positive class of a binary task
     n_bins : int, default=15
     labels : array-like of shape (C,), optional
-        Label of each column of ``y_prob`` (e.g. ``estimator.classes_``).
+        Label of each column of ``y_prob`` (e.g. ``estimator.classes_``); default:
+        the sorted distinct labels of ``y_true``, which must then number ``C``.
+    sample_weight : array-like of shape (n,), optional
+        Weights of the examples in the bins' counts, accuracies and confidences.
 
     Returns
     -------
@@ -100,59 +126,50 @@ def expected_calibration_error(y_true: Any, y_prob: Any, *, n_bins: int = 15, la
     >>> expected_calibration_error([0, 1], [[0.9, 0.1], [0.2, 0.8]], n_bins=10)
     0.15000000000000002
     """
-    gap, count = _bin_gaps(y_true, y_prob, n_bins, labels)
-    return float(np.sum(gap * count) / max(count.sum(), 1))
+    gap, count = _bin_gaps(y_true, y_prob, n_bins, labels, sample_weight)
+    return float(np.sum(gap * count) / count.sum()) if count.sum() > 0 else 0.0
 
 
-def maximum_calibration_error(y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any = None) -> float:
+def maximum_calibration_error(
+    y_true: Any, y_prob: Any, *, n_bins: int = 15, labels: Any = None, sample_weight: Any = None
+) -> float:
     """Largest per-bin gap ``max_b |acc(b) - conf(b)|`` over non-empty bins (same bins as ECE)."""
-    gap, _ = _bin_gaps(y_true, y_prob, n_bins, labels)
+    gap, _ = _bin_gaps(y_true, y_prob, n_bins, labels, sample_weight)
     return float(gap.max())
 
 
-def negative_log_likelihood(y_true: Any, y_prob: Any, *, labels: Any = None, eps: float = 1e-12) -> float:
-    """Mean ``-log p(y_i | x_i)`` in nats (probabilities clipped at ``eps``)."""
+def negative_log_likelihood(y_true: Any, y_prob: Any, *, labels: Any = None, sample_weight: Any = None) -> float:
+    """Mean ``-log p(y_i | x_i)`` in nats: :func:`sklearn.metrics.log_loss`, after the explicit label mapping."""
     y, p = _as_indices_and_probs(y_true, y_prob, labels)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], eps, 1.0))))
+    return float(log_loss(y, p, labels=np.arange(p.shape[1]), sample_weight=sample_weight))
 
 
-def brier_score(y_true: Any, y_prob: Any, *, labels: Any = None) -> float:
-    """Multi-class Brier score ``(1/n) sum_i sum_c (p_ic - 1[y_i = c])^2`` (in [0, 2])."""
-    y, p = _as_indices_and_probs(y_true, y_prob, labels)
-    onehot = np.zeros_like(p)
-    onehot[np.arange(len(y)), y] = 1.0
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+def brier_score(y_true: Any, y_prob: Any, *, labels: Any = None, sample_weight: Any = None) -> float:
+    """Multi-class Brier score ``(1/n) sum_i sum_c (p_ic - 1[y_i = c])^2`` (in [0, 2]).
 
-
-class ProbaScorer:
-    """A scorer ``(estimator, X, y) -> -metric(y, estimator.predict_proba(X))``.
-
-    Unlike ``make_scorer``, it keeps all probability columns and passes
-    ``estimator.classes_`` as the labels, so it is exact for binary and
-    multi-class tasks and for folds where a class is absent.
-
-    Parameters
-    ----------
-    metric : callable ``(y_true, y_prob, *, labels) -> float``, lower is better
+    :func:`sklearn.metrics.brier_score_loss` with ``scale_by_half=False``, after the explicit label mapping.
     """
+    y, p = _as_indices_and_probs(y_true, y_prob, labels)
+    labels_idx = np.arange(p.shape[1])
+    return float(brier_score_loss(y, p, labels=labels_idx, sample_weight=sample_weight, scale_by_half=False))
 
-    def __init__(self, metric):
-        self.metric = metric
 
-    def __call__(self, estimator, X, y, sample_weight=None) -> float:
-        proba = estimator.predict_proba(X)
-        return -float(self.metric(y, proba, labels=getattr(estimator, "classes_", None)))
+def proba_scorer(metric, **kwargs: Any):
+    """A scikit-learn scorer ``-metric(y, estimator.predict_proba(X))`` built by :func:`sklearn.metrics.make_scorer`.
 
-    def __repr__(self) -> str:
-        return f"ProbaScorer({self.metric.__name__})"
+    scikit-learn supplies the sign (higher is better), ``sample_weight`` and
+    metadata routing; for a binary task it passes the positive class's column.
+    ``kwargs`` go to ``metric``: pass ``labels=classes`` when a fold may miss a class.
+    """
+    return make_scorer(metric, greater_is_better=False, response_method="predict_proba", **kwargs)
 
 
 #: Negated ECE (higher is better), for ``GridSearchCV(scoring=...)``.
-neg_ece_scorer = ProbaScorer(expected_calibration_error)
+neg_ece_scorer = proba_scorer(expected_calibration_error)
 #: Negated NLL (higher is better).
-neg_nll_scorer = ProbaScorer(negative_log_likelihood)
+neg_nll_scorer = proba_scorer(negative_log_likelihood)
 #: Negated multi-class Brier score (higher is better).
-neg_brier_scorer = ProbaScorer(brier_score)
+neg_brier_scorer = proba_scorer(brier_score)
 
 SCORERS = {"neg_ece": neg_ece_scorer, "neg_nll": neg_nll_scorer, "neg_brier": neg_brier_scorer}
 

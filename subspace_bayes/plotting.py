@@ -1,4 +1,9 @@
-"""Figures: reliability diagrams and uncertainty histograms (matplotlib is imported lazily)."""
+"""Figures: reliability diagrams and uncertainty histograms.
+
+matplotlib is imported lazily and only through its object API (``Figure``):
+the user's backend is never switched, so ``plt.show()`` in a script keeps
+working. Pass ``ax=`` to draw into a pyplot figure of your own.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,10 @@ from .metrics import expected_calibration_error, reliability_curve
 __all__ = ["plot_reliability", "plot_uncertainty_histograms"]
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def plot_reliability(
@@ -39,8 +41,10 @@ def plot_reliability(
     -------
     matplotlib Figure
     """
-    plt = _pyplot()
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 5))
+    if ax is None:
+        fig = _figure(figsize=(5.5, 5))
+        ax = fig.subplots()
+    fig = ax.figure
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
     for name, p in probas.items():
         conf, acc, count = reliability_curve(y_true, p, n_bins=n_bins, labels=labels)
@@ -60,13 +64,27 @@ def plot_reliability(
 
 
 def plot_uncertainty_histograms(
-    in_dist: Mapping[str, np.ndarray], out_dist: Mapping[str, np.ndarray], *, bins: int = 30
+    in_dist: Mapping[str, np.ndarray], out_dist: Mapping[str, np.ndarray], *, bins: int = 30, axes: Any = None
 ):
-    """Histograms of an uncertainty score on in-distribution vs out-of-distribution inputs, one panel per key."""
-    plt = _pyplot()
+    """Histograms of an uncertainty score on in-distribution vs out-of-distribution inputs, one panel per key.
+
+    Parameters
+    ----------
+    in_dist, out_dist : dict of score name -> ndarray of shape (n,)
+    bins : int, default=30
+    axes : sequence of matplotlib Axes, optional
+        One per key; a new figure by default.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
     keys = list(in_dist)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    if axes is None:
+        fig = _figure(figsize=(4.5 * len(keys), 3.6))
+        axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    fig = axes[0].figure
+    for ax, key in zip(axes, keys, strict=True):
         a, b = np.asarray(in_dist[key]), np.asarray(out_dist[key])
         edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=bins)
         ax.hist(a, bins=edges, alpha=0.6, density=True, label="in-distribution")

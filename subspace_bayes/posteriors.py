@@ -34,6 +34,7 @@ __all__ = [
     "PointMass",
     "make_posterior",
     "structure_of",
+    "structure_of_state",
     "entropy_effective_rank",
 ]
 
@@ -276,7 +277,11 @@ class LowRankGaussian(DiagGaussian):
             raise ValueError(f"cov_rank must be in [1, D={dim}]; got {rank}.")
         self.rank = int(rank)
         s = init_std / math.sqrt(rank) if init_factor_std is None else init_factor_std
-        self.cov_factor = nn.Parameter(s * torch.randn(self.dim, self.rank, generator=generator))
+        # A zero factor draws nothing (from_moments overwrites it; no global RNG is touched).
+        factor = (
+            torch.zeros(self.dim, self.rank) if s == 0 else s * torch.randn(self.dim, self.rank, generator=generator)
+        )
+        self.cov_factor = nn.Parameter(factor)
 
     def _noise_dim(self) -> int:
         return self.dim + self.rank
@@ -304,7 +309,7 @@ class LowRankGaussian(DiagGaussian):
     @classmethod
     def from_moments(cls, mean: Tensor, variance: Tensor, factor: Tensor) -> LowRankGaussian:
         """A fixed ``N(mean, factor factor^T + diag(variance))`` (e.g. SWAG)."""
-        q = cls(mean.numel(), rank=factor.shape[1])
+        q = cls(mean.numel(), rank=factor.shape[1], init_factor_std=0.0)
         with torch.no_grad():
             q.loc.copy_(mean)
             q.cov_factor.copy_(factor)
@@ -460,6 +465,15 @@ def make_posterior(
         return LowRankGaussian(dim, rank=cov_rank, init_std=init_std, generator=generator)
     cls = DiagGaussian if kind is Covariance.DIAG else FullGaussian
     return cls(dim, init_std=init_std, generator=generator)
+
+
+def structure_of_state(state: dict[str, Tensor], prefix: str = "posterior.") -> tuple[str | None, int]:
+    """``(covariance, cov_rank)`` of the posterior whose ``state_dict`` (under ``prefix``) is ``state``."""
+    if prefix + "cov_factor" in state:
+        return ("lowrank", int(state[prefix + "cov_factor"].shape[1]))
+    if prefix + "tril" in state:
+        return ("full", 0)
+    return ("diag", 0) if prefix + "raw_std" in state else (None, 0)
 
 
 def structure_of(posterior: GaussianPosterior) -> tuple[str | None, int]:

@@ -38,6 +38,8 @@ __all__ = [
     "encode_history",
     "decode_history",
     "plain_labels",
+    "save_tensors",
+    "load_tensors",
     "jsonable",
     "AdapterFormatError",
     "BackboneMismatchError",
@@ -144,6 +146,26 @@ def write_adapter(path: str | os.PathLike, state: AdapterState) -> Path:
     save_file(tensors, str(folder / TENSORS_FILE), metadata={"format": "subspace_bayes"})
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], f, use_safetensors: bool = False) -> None:
+    """Write a flat dict of tensors to the path or file object ``f`` (torch's format, or safetensors to a path)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    if use_safetensors:
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(f))
+    else:
+        torch.save(tensors, f)
+
+
+def load_tensors(f, use_safetensors: bool = False) -> dict[str, torch.Tensor]:
+    """Read what :func:`save_tensors` wrote (no code is executed: ``weights_only`` / safetensors)."""
+    if use_safetensors:
+        from safetensors.torch import load_file
+
+        return load_file(str(f))
+    return torch.load(f, map_location="cpu", weights_only=True)
 
 
 def _read_meta(folder: Path) -> dict:

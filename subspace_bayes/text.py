@@ -148,6 +148,14 @@ class TextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def subset(self, idx: Sequence[int]) -> TextDataset:
+        """The examples ``idx``, with their sample weights rescaled to mean 1 over the subset."""
+        idx = np.asarray(idx, dtype=np.int64)
+        w = None if self.sample_weight is None else self.sample_weight[idx]
+        if w is not None and w.size and w.sum() > 0:
+            w = w / w.mean()
+        return TextDataset(self.inputs.subset(idx), self.y[idx], w)
+
     def __getitem__(self, i: int):
         item = {"first": self.inputs.first[i]}
         if self.inputs.second is not None:

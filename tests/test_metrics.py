@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import brier_score_loss, log_loss
 
 from subspace_bayes.metrics import (
@@ -60,5 +61,49 @@ def test_label_mismatch_is_a_clear_error():
 
 
 def test_get_scorer_resolves_ours_and_sklearn():
-    assert repr(get_scorer("neg_ece")) == "ProbaScorer(expected_calibration_error)"
+    assert "expected_calibration_error" in repr(get_scorer("neg_ece"))
     assert get_scorer("accuracy") is not None
+
+
+def test_integer_labels_are_never_read_as_column_indices():
+    # Regression: classes {1, 2, 3}, y = [1, 1, 2] was read as columns 1, 1, 2 (NLL 2.53 instead of 0.18).
+    p = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.85, 0.05]])
+    y = np.array([1, 1, 2])
+    expected = -np.mean(np.log([0.9, 0.8, 0.85]))
+    assert np.isclose(negative_log_likelihood(y, p, labels=[1, 2, 3]), expected)
+    with pytest.raises(ValueError, match=r"3 columns but there are 2 labels.*labels=estimator\.classes_"):
+        negative_log_likelihood(y, p)  # two distinct labels cannot name three columns
+    y_full = np.array([1, 2, 3])
+    assert np.isclose(brier_score(y_full, p), brier_score(y_full, p, labels=[1, 2, 3]))
+
+
+class _Fixed(ClassifierMixin, BaseEstimator):
+    """A fitted stand-in with fixed probabilities, for scorer tests."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, proba=None):
+        self.proba = proba
+
+    def predict_proba(self, X):
+        return self.proba[: len(X)]
+
+    def fit(self, X, y):
+        return self
+
+
+def test_scorers_honour_sample_weight_and_sign():
+    from subspace_bayes.metrics import neg_brier_scorer, neg_ece_scorer, neg_nll_scorer
+
+    rng = np.random.RandomState(0)
+    q = rng.uniform(0.05, 0.95, size=40)
+    proba, y = np.stack([1 - q, q], 1), rng.randint(2, size=40)
+    w = rng.uniform(0, 3, size=40)
+    est, X = _Fixed(proba), np.zeros((40, 1))
+    assert np.isclose(neg_nll_scorer(est, X, y, sample_weight=w), -log_loss(y, proba, sample_weight=w))
+    assert np.isclose(neg_brier_scorer(est, X, y, sample_weight=w), -2 * brier_score_loss(y, q, sample_weight=w))
+    assert neg_ece_scorer(est, X, y, sample_weight=w) != neg_ece_scorer(est, X, y)  # weights change the bins
+    dup = np.repeat(np.arange(40), 2)  # weight 2 everywhere = every example twice
+    assert np.isclose(
+        neg_ece_scorer(est, X, y, sample_weight=np.full(40, 2.0)), -expected_calibration_error(y[dup], proba[dup])
+    )

@@ -70,9 +70,11 @@ def softmax_hessian_factor(probs: Tensor) -> Tensor:
     return evecs[:, :, 1:] * evals[:, None, 1:].clamp_min(0).sqrt()  # drop the smallest (zero) eigenvalue
 
 
-def _factor_rows(module, batch: dict[str, Tensor], theta: Tensor, inputs_of=None):
-    """Logits and the ``C - 1`` rows ``W_k^T J_i`` of every example, one backward pass each.
+def _factor_rows(module, batch: dict[str, Tensor], theta: Tensor, weight: Tensor | None = None, inputs_of=None):
+    """Logits and the ``C - 1`` rows ``sqrt(w_i) W_k^T J_i`` of every example, one backward pass each.
 
+    ``weight`` (N,) are the examples' weights ``w_i`` (1 without); the rows carry
+    their square roots so that ``sum_k rows_k^T rows_k = sum_i w_i J_i^T H_i J_i``.
     ``inputs_of(thetas)`` may name other tensors to differentiate instead of ``thetas``
     (the Kronecker factors use the adapters' core outputs).
     """
@@ -80,7 +82,10 @@ def _factor_rows(module, batch: dict[str, Tensor], theta: Tensor, inputs_of=None
     with torch.enable_grad():
         thetas = theta.detach().expand(n, -1).clone().requires_grad_(True)
         logits = module.per_input_logits(batch, thetas)
-    W = softmax_hessian_factor(torch.softmax(logits.detach().double(), -1)).to(logits.dtype)
+    W = softmax_hessian_factor(torch.softmax(logits.detach().double(), -1))
+    if weight is not None:
+        W = W * weight.to(W).clamp_min(0).sqrt()[:, None, None]
+    W = W.to(logits.dtype)
     wrt = thetas if inputs_of is None else inputs_of()
     K = W.shape[2]
     rows = [torch.autograd.grad(logits, wrt, grad_outputs=W[:, :, k], retain_graph=k < K - 1) for k in range(K)]
@@ -88,12 +93,16 @@ def _factor_rows(module, batch: dict[str, Tensor], theta: Tensor, inputs_of=None
 
 
 def ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor, structure: str = "full"):
-    """Generalised Gauss-Newton of the summed NLL over ``batches`` at ``theta``.
+    """Generalised Gauss-Newton of the summed (weighted) NLL over ``batches`` at ``theta``.
+
+    ``G = sum_i w_i J_i^T H_i J_i`` with ``w_i`` from ``batch["sample_weight"]``
+    (1 where a batch has none): a weighted example counts ``w_i`` times, as in
+    the training loss.
 
     Returns
     -------
     G : Tensor, (D, D) for "full" and "kron" (block diagonal), (D,) for "diag" (float64, CPU)
-    nll : float, the summed NLL at ``theta`` (targets from ``batch["labels"]``)
+    nll : float, the summed weighted NLL at ``theta`` (targets from ``batch["labels"]``)
     n : int, the number of examples
     """
     if structure not in STRUCTURES:
@@ -104,11 +113,11 @@ def ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor, structure: 
     G = torch.zeros((D, D) if structure == "full" else (D,), dtype=torch.float64)
     nll, n = 0.0, 0
     for batch in batches:
-        labels = batch.pop("labels")
-        logits, rows = _factor_rows(module, batch, theta)
-        U = torch.cat([r[0] for r in rows], dim=0).double().cpu()  # (N (C-1), D): rows W_k^T J_i
+        labels, weight = batch.pop("labels"), batch.pop("sample_weight", None)
+        logits, rows = _factor_rows(module, batch, theta, weight)
+        U = torch.cat([r[0] for r in rows], dim=0).double().cpu()  # (N (C-1), D): rows sqrt(w_i) W_k^T J_i
         G += U.T @ U if structure == "full" else U.pow(2).sum(0)
-        nll += _summed_nll(logits, labels)
+        nll += _summed_nll(logits, labels, weight)
         n += labels.shape[0]
     return G, nll, n
 
@@ -147,8 +156,9 @@ def kron_ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor):
 
     .. math::
 
-        G_l ~ (sum_{i,k} gbar_ik gbar_ik^T) kron ((1/N) sum_i abar_i abar_i^T).
+        G_l ~ (sum_{i,k} w_i gbar_ik gbar_ik^T) kron ((1 / sum_i w_i) sum_i w_i abar_i abar_i^T),
 
+    with example weights ``w_i`` (``batch["sample_weight"]``, else 1).
     Exact for one example of one token. Reference: Eschenhagen et al.,
     "Kronecker-Factored Approximate Curvature for Modern Neural Network
     Architectures", NeurIPS 2023, arXiv:2311.00636.
@@ -163,24 +173,29 @@ def kron_ggn(module, batches: Iterable[dict[str, Tensor]], theta: Tensor):
     A_fac = [torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters]
     G_fac = [torch.zeros(a.rank, a.rank, dtype=torch.float64) for a in adapters]
     nll, n = 0.0, 0
+    total_weight = 0.0
     for batch in batches:
-        labels = batch.pop("labels")
+        labels, weight = batch.pop("labels"), batch.pop("sample_weight", None)
+        w = torch.ones(labels.shape[0], dtype=torch.float64) if weight is None else weight.double().cpu()
         mask = batch["attention_mask"][..., None].double()
         with _core_records(adapters, mask) as records:
-            logits, rows = _factor_rows(module, batch, theta, inputs_of=lambda: [records[a][1] for a in adapters])
+            logits, rows = _factor_rows(module, batch, theta, weight, lambda: [records[a][1] for a in adapters])
         for grads in rows:
             for G, g in zip(G_fac, grads, strict=True):
-                gbar = (g.double() * mask).sum(1)  # (N, r)
+                gbar = (g.double() * mask).sum(1)  # (N, r), carries sqrt(w_i) through the rows
                 G += (gbar.T @ gbar).cpu()
         for A, a in zip(A_fac, adapters, strict=True):
-            A += (records[a][0].T @ records[a][0]).cpu()
-        nll += _summed_nll(logits, labels)
-        n += labels.shape[0]
-    return torch.block_diag(*[torch.kron(G, A / max(n, 1)) for G, A in zip(G_fac, A_fac, strict=True)]), nll, n
+            abar = records[a][0].cpu()
+            A += abar.T @ (w[:, None] * abar)
+        nll += _summed_nll(logits, labels, weight)
+        n, total_weight = n + labels.shape[0], total_weight + float(w.sum())
+    scale = 1.0 / max(total_weight, 1e-12)
+    return torch.block_diag(*[torch.kron(G, A * scale) for G, A in zip(G_fac, A_fac, strict=True)]), nll, n
 
 
-def _summed_nll(logits: Tensor, labels: Tensor) -> float:
-    return torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="sum").item()
+def _summed_nll(logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> float:
+    nll = torch.nn.functional.cross_entropy(logits.double(), labels.to(logits.device), reduction="none")
+    return float((nll if weight is None else nll * weight.to(nll)).sum())
 
 
 def log_marginal_likelihood(prior_precision: float, eigenvalues: np.ndarray, theta_sq_norm: float, nll: float) -> float:
@@ -276,8 +291,7 @@ class Laplace(InferenceMethod):
 
     def finish(self, module: nn.Module, data: TrainingData) -> GaussianPosterior:
         module.eval()
-        batches = ({k: v for k, v in batch.items() if k != "sample_weight"} for batch in data.batches())
-        self.result = fit_laplace(module, batches, self.structure, self.prior_precision)
+        self.result = fit_laplace(module, data.batches(), self.structure, self.prior_precision)
         return self.result.posterior
 
     def fitted_attributes(self) -> dict[str, Any]:

@@ -86,6 +86,9 @@ class SWAGMoments:
         if len(self.recent) < 2:
             return DiagGaussian.from_moments(self.mean.to(dtype), var.to(dtype))
         factor = self.deviations() * math.sqrt(0.5 * scale / (len(self.recent) - 1))
+        if factor.shape[1] > factor.shape[0]:  # more snapshots than cores: the same F F^T with D columns
+            U, sv, _ = torch.linalg.svd(factor, full_matrices=False)
+            factor = U * sv
         return LowRankGaussian.from_moments(self.mean.to(dtype), var.to(dtype), factor.to(dtype))
 
 

@@ -72,19 +72,22 @@ class ELBOLoss(nn.Module):
     Parameters
     ----------
     module : SubspaceClassifierModule
-        Provides ``module.posterior``.
-    num_data : int
-        ``N``, the number of training examples.
+        Provides ``module.posterior``. Held by reference, not as a submodule: the
+        criterion has no state of its own (``save_params(f_criterion=...)``
+        writes nothing of the backbone).
+    num_data : int or None
+        ``N``, the number of examples in the training split (held-out examples
+        excluded). None until the data is known; the loss refuses to run then.
     prior_std : float, default=1.0
         ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``.
     kl_weight : float, default=1.0
         ``beta``.
     """
 
-    def __init__(self, module: nn.Module, num_data: int, prior_std: float = 1.0, kl_weight: float = 1.0):
+    def __init__(self, module: nn.Module, num_data: int | None, prior_std: float = 1.0, kl_weight: float = 1.0):
         super().__init__()
-        self.module = module
-        self.num_data = int(num_data)
+        self.__dict__["module"] = module  # a reference; nn.Module would register (and save) it as a submodule
+        self.num_data = None if num_data is None else int(num_data)
         self.prior_std = float(prior_std)
         self.kl_weight = float(kl_weight)
 
@@ -92,4 +95,6 @@ class ELBOLoss(nn.Module):
         return self.module.posterior.kl_to_prior(self.prior_std)
 
     def forward(self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        if not self.num_data:
+            raise RuntimeError("ELBOLoss needs num_data, the size of the training split; fit sets it.")
         return expected_nll(logits, target, sample_weight) + self.kl_weight * self.kl() / self.num_data
