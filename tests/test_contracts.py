@@ -172,15 +172,31 @@ def test_cli_offers_every_posterior_and_reports_bad_params_in_one_line(capsys):
         assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-# 12 -- figures never switch the user's matplotlib backend
-def test_plotting_leaves_the_backend_alone():
+# 12 -- figures never switch the user's matplotlib backend nor register with pyplot
+def test_plotting_leaves_the_backend_and_pyplot_alone():
     import matplotlib
+    import matplotlib.pyplot as plt
 
     from subspace_bayes.plotting import plot_reliability, plot_uncertainty_histograms
 
     before = matplotlib.get_backend()
-    rng = np.random.RandomState(0)
-    fig = plot_reliability(rng.randint(2, size=20), {"m": rng.dirichlet([1, 1], size=20)})
-    plot_uncertainty_histograms({"total": rng.rand(10)}, {"total": rng.rand(10)})
-    assert matplotlib.get_backend() == before
-    assert type(fig).__name__ == "Figure"
+    matplotlib.use("svg")  # a user's choice, which the old code replaced by Agg
+    try:
+        figures = plt.get_fignums()
+        rng = np.random.RandomState(0)
+        plot_reliability(rng.randint(2, size=20), {"m": rng.dirichlet([1, 1], size=20)})
+        plot_uncertainty_histograms({"total": rng.rand(10)}, {"total": rng.rand(10)})
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures  # no figure left open in pyplot's registry
+    finally:
+        matplotlib.use(before)
+
+
+# 13 -- temperature scaling needs scikit-learn 1.8, and the project says so
+def test_the_scikit_learn_floor_allows_temperature_scaling():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    major, minor = re.search(r'"scikit-learn>=(\d+)\.(\d+)', text).groups()
+    assert (int(major), int(minor)) >= (1, 8)
