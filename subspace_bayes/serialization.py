@@ -93,7 +93,7 @@ def backbone_fingerprint(module) -> str:
     """SHA-256 over the names, shapes and values of the frozen weights of the adapted layers."""
     h = hashlib.sha256()
     for name, adapter in named_adapters(module.backbone):
-        w = adapter.get_base_layer().weight.detach().to("cpu", torch.float32).contiguous()
+        w = adapter.get_base_layer().weight.detach().to("cpu", torch.float32).contiguous()  # (layout as stored)
         h.update(name.encode())
         h.update(str(tuple(w.shape)).encode())
         h.update(w.numpy().tobytes())
@@ -276,7 +276,15 @@ def fit_key(params: dict[str, Any], inputs, y_enc, classes: np.ndarray) -> str:
     h = hashlib.sha256()
     for k in sorted(params):
         if k not in _NOT_IN_KEY and not k.startswith("callbacks"):
-            h.update(f"{k}={params[k]!r};".encode())
+            value = params[k]
+            value = (
+                value
+                if isinstance(value, (str, int, float, bool, type(None), dict, list, tuple))
+                else (
+                    f"<{type(value).__name__} {getattr(value, 'name_or_path', '')}>"  # objects by name, not by repr
+                )
+            )
+            h.update(f"{k}={value!r};".encode())
     for text in inputs.first + (inputs.second or []):
         h.update(text.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
