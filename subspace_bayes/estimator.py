@@ -331,6 +331,12 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         }
         return type(self)(**{k: sk_clone(v, safe=False) for k, v in params.items()}, **shared)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("backbone", "tokenizer"):  # a model object here is a parameter, not a skorch component
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def _get_param_names(self):
         # skorch lists every attribute without a trailing underscore, including its
         # private bookkeeping set ``_params_to_validate``; that is not a parameter.
