@@ -19,12 +19,12 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_device, to_tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .backbones import load_backbone, load_tokenizer, resolve_device
+from .backbones import label_token_ids, load_backbone, load_tokenizer, resolve_device, split_causal_lm
 from .callbacks import EpochProgress
 from .exceptions import NonFiniteLossError
 from .inference import ELBOLoss, Schedule, TrainingData, make_inference
 from .module import AUTOCAST_DTYPES, SubspaceClassifierModule
-from .options import Precision
+from .options import Head, Precision
 from .posteriors import GaussianPosterior, structure_of
 from .predictive import posterior_draws
 from .projections import data_free_projection
@@ -89,13 +89,25 @@ class TrainingHooksMixin:
         """The frozen weights' dtype: ``precision="bf16"``/``"fp16"`` stores them in half the memory."""
         return AUTOCAST_DTYPES[Precision(self.precision)]
 
+    def _load_backbone(self):
+        """The frozen backbone, and for ``head="lm"`` the label tokens' rows of its output embedding."""
+        lm = Head(self.head) is Head.LM
+        kwargs = dict(backbone_kwargs=self.backbone_kwargs, dtype=self._storage_dtype(), causal_lm=lm)
+        model = load_backbone(self.backbone, **kwargs)
+        if not lm:
+            return model, None
+        ids = label_token_ids(self.tokenizer_, list(self.classes_inferred_), self.label_tokens)
+        return split_causal_lm(model, ids)
+
     def _build_module(self, spec: tuple[str | None, int], projection: str) -> SubspaceClassifierModule:
         covariance, cov_rank = spec
         with torch.random.fork_rng(devices=[]):  # seeds the head's initialisation, leaves the global RNG as it was
             torch.manual_seed(self.seed_)
+            backbone, head_weight = self._load_backbone()
             return SubspaceClassifierModule(
-                load_backbone(self.backbone, backbone_kwargs=self.backbone_kwargs, dtype=self._storage_dtype()),
+                backbone,
                 len(self.classes_inferred_),
+                head_weight=head_weight,
                 rank=self.rank,
                 projection=projection,
                 target_modules=self.target_modules,
@@ -124,10 +136,10 @@ class TrainingHooksMixin:
     def initialize_optimizer(self, *_args, **_kwargs):
         kwargs = self.get_params_for("optimizer")
         kwargs.pop("lr", None)
-        groups = [
-            *({**group, "weight_decay": 0.0} for group in self.module_.posterior.parameter_groups(self.lr)),
-            {"params": list(self.module_.head.parameters()), "lr": self.head_lr, "weight_decay": self.weight_decay},
-        ]
+        groups = [{**group, "weight_decay": 0.0} for group in self.module_.posterior.parameter_groups(self.lr)]
+        head = [p for p in self.module_.head.parameters() if p.requires_grad]  # none for head="lm"
+        if head:
+            groups.append({"params": head, "lr": self.head_lr, "weight_decay": self.weight_decay})
         self.optimizer_ = self.optimizer(groups, lr=self.lr, **kwargs)
         return self
 

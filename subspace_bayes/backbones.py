@@ -36,6 +36,8 @@ __all__ = [
     "is_model_object",
     "load_backbone",
     "load_tokenizer",
+    "split_causal_lm",
+    "label_token_ids",
     "pool",
     "default_pooling",
     "resolve_device",
@@ -163,8 +165,10 @@ def _without_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-def _from_pretrained(backbone: str, backbone_kwargs: Mapping[str, Any] | None, dtype: torch.dtype | None):
-    from transformers import AutoConfig, AutoModel
+def _from_pretrained(
+    backbone: str, backbone_kwargs: Mapping[str, Any] | None, dtype: torch.dtype | None, causal_lm: bool = False
+):
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     source = resolve_backbone(backbone)
     shared, model_only = _split_kwargs(backbone_kwargs)
@@ -177,11 +181,16 @@ def _from_pretrained(backbone: str, backbone_kwargs: Mapping[str, Any] | None, d
     for key, value in list(config.to_dict().items()):
         if "dropout" in key and isinstance(value, float):
             setattr(config, key, 0.0)
-    return AutoModel.from_pretrained(source, config=config, **shared, **model_only)
+    auto = AutoModelForCausalLM if causal_lm else AutoModel
+    return auto.from_pretrained(source, config=config, **shared, **model_only)
 
 
 def load_backbone(
-    backbone: Any, *, backbone_kwargs: Mapping[str, Any] | None = None, dtype: torch.dtype | None = None
+    backbone: Any,
+    *,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    causal_lm: bool = False,
 ) -> nn.Module:
     """The base transformer (no task head) of ``backbone``, with dropout off, in eval mode.
 
@@ -194,6 +203,9 @@ def load_backbone(
         Keyword arguments of ``from_pretrained`` (:data:`SHARED_KWARGS`, :data:`MODEL_KWARGS`).
     dtype : torch.dtype, optional
         Storage dtype of the frozen weights (``torch.bfloat16`` halves their memory).
+    causal_lm : bool, default=False
+        Load the causal LM with its output embedding (``AutoModelForCausalLM``)
+        instead of the base model; :func:`split_causal_lm` takes it apart.
 
     Raises
     ------
@@ -201,11 +213,31 @@ def load_backbone(
         If a name cannot be loaded; the message names it and gives the fixes.
     """
     if is_model_object(backbone):
-        model = _without_dropout(copy.deepcopy(getattr(backbone, "base_model", backbone)))
+        model = _without_dropout(copy.deepcopy(backbone if causal_lm else getattr(backbone, "base_model", backbone)))
         model = model if dtype is None else model.to(dtype)
     else:
-        model = _from_pretrained(backbone, backbone_kwargs, dtype)
+        model = _from_pretrained(backbone, backbone_kwargs, dtype, causal_lm)
     return model.eval()
+
+
+def split_causal_lm(model: nn.Module, token_ids: list[int]) -> tuple[nn.Module, Tensor]:
+    """``(base model, rows of the output embedding for token_ids)`` of a causal LM.
+
+    The rows ``W[token_ids]`` (C, H) make the LM's next-token logits of those
+    tokens a linear head on the base model's last hidden state (after its final norm).
+
+    Raises
+    ------
+    ValueError
+        If the model has no output embedding (not a causal LM).
+    """
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is None or getattr(output, "bias", None) is not None:
+        raise ValueError(
+            f"head='lm' needs a causal LM with a bias-free output embedding; {type(model).__name__} has none. "
+            "Use a decoder such as Llama, Mistral, Qwen2 or GPT-2, or head='linear'."
+        )
+    return model.base_model, output.weight[token_ids].detach().float().clone()
 
 
 def load_tokenizer(backbone: Any, tokenizer: Any = None, *, backbone_kwargs: Mapping[str, Any] | None = None):
@@ -237,6 +269,33 @@ def load_tokenizer(backbone: Any, tokenizer: Any = None, *, backbone_kwargs: Map
         tok.pad_token = tok.eos_token or tok.unk_token
     tok.padding_side = "right"
     return tok
+
+
+def label_token_ids(tokenizer: Any, classes: list, label_tokens: Mapping[Any, str] | None = None) -> list[int]:
+    """The token id of each class's label token (``label_tokens[c]``, default ``str(c)``), in class order.
+
+    Raises
+    ------
+    ValueError
+        If a class has no entry in ``label_tokens``, or its string is not exactly one token.
+    """
+    ids = []
+    for c in classes:
+        key = c.item() if hasattr(c, "item") else c
+        text = str(key) if label_tokens is None else label_tokens.get(key, label_tokens.get(str(key)))
+        if text is None:  # (a JSON round trip turns keys into strings, hence the second look-up)
+            raise ValueError(f"label_tokens has no entry for class {key!r}; give one token string per class.")
+        pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(pieces) != 1:
+            raise ValueError(
+                f"The label token {text!r} of class {key!r} is {len(pieces)} tokens for this tokenizer; "
+                "head='lm' reads one next token per class: pass label_tokens={class: single-token string} "
+                "(often with a leading space, e.g. ' A')."
+            )
+        ids.append(int(pieces[0]))
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"Two classes share a label token ({ids}); give each class its own token.")
+    return ids
 
 
 def pool(hidden: Tensor, attention_mask: Tensor, how: str) -> Tensor:

@@ -43,7 +43,7 @@ from .backbones import is_model_object
 from .callbacks import progress
 from .inference import ELBOLoss
 from .module import SubspaceClassifierModule
-from .options import Covariance, LaplaceStructure, Pooling, Posterior, Precision, Predictive
+from .options import Covariance, Head, LaplaceStructure, Pooling, Posterior, Precision, Predictive
 from .predictive import predictive_samples, uncertainty_decomposition
 from .projections import needs_input_moments, parse_projection
 from .serialization import check_backbone, fit_key, read_adapter
@@ -79,6 +79,14 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     tokenizer : str, tokenizer object or None, default=None
         The tokenizer (copied, never modified) or its name; None: the backbone's
         own (a model object's ``name_or_path``).
+    head : {"linear", "lm"}, default="linear"
+        ``"linear"`` trains a linear head on the pooled features. ``"lm"`` (causal
+        LMs, the paper's multiple-choice setting) reads the answer from the LM
+        itself: the logits are its next-token logits of one label token per
+        class at the last position; nothing new is trained but ``theta``.
+    label_tokens : dict or None, default=None
+        ``head="lm"``: class -> its single-token string (e.g. ``{"A": " A"}``);
+        None uses the class names themselves.
     rank : int, default=8
         ``r``, the size of each core.
     projection : str, default="svd"
@@ -191,6 +199,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
             Options((None,)),
             Custom(lambda v: isinstance(v, str) or callable(v), "a tokenizer name or object"),
         ],
+        "head": [one_of(Head)],
+        "label_tokens": [Options((None,)), Custom(lambda v: isinstance(v, dict) and len(v) > 0, "a non-empty dict")],
         "rank": [Interval("int", 1, None)],
         "projection": [
             Custom(
@@ -239,6 +249,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         *,
         backbone_kwargs: dict | None = None,
         tokenizer: Any = None,
+        head: str = "linear",
+        label_tokens: dict | None = None,
         rank: int = 8,
         projection: str = "svd",
         posterior: str = "vi",
@@ -281,6 +293,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.backbone = backbone
         self.backbone_kwargs = backbone_kwargs
         self.tokenizer = tokenizer
+        self.head = head
+        self.label_tokens = label_tokens
         self.rank = rank
         self.projection = projection
         self.posterior = posterior

@@ -46,6 +46,10 @@ class SubspaceClassifierModule(nn.Module):
         Randomness for random projections and the initial low-rank factor.
     input_moments : dict, optional
         For whitened SVD.
+    head_weight : Tensor of shape (C, H), optional
+        A frozen head instead of a trained linear one: the rows of a causal LM's
+        output embedding for the label tokens, so the logits are the LM's
+        next-token logits of those tokens at the last position (``pooling="last"``).
     precision : {"fp32", "bf16", "fp16"}, default="fp32"
         Autocast precision of the backbone's forward pass (:attr:`precision`).
 
@@ -72,6 +76,7 @@ class SubspaceClassifierModule(nn.Module):
         generator: torch.Generator | None = None,
         input_moments: dict[str, Tensor] | None = None,
         precision: str = "fp32",
+        head_weight: Tensor | None = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -91,6 +96,10 @@ class SubspaceClassifierModule(nn.Module):
         config = backbone.config
         self.pooling = default_pooling(config.model_type) if pooling == Pooling.AUTO else Pooling(pooling).value
         self.head = nn.Linear(config.hidden_size, n_classes)
+        if head_weight is not None:  # the LM's own next-token logits of the label tokens: a frozen head
+            self.head = nn.Linear(config.hidden_size, n_classes, bias=False)
+            self.head.weight = nn.Parameter(head_weight.detach().float().clone(), requires_grad=False)
+            self.pooling = Pooling.LAST.value
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
         #: the KL and the head stay in float32. A plain attribute: it may change between calls.
         self.precision = Precision(precision).value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Posterior", "Covariance", "LaplaceStructure", "Predictive", "Pooling", "Precision", "values"]
+__all__ = ["Posterior", "Covariance", "LaplaceStructure", "Predictive", "Head", "Pooling", "Precision", "values"]
 
 
 class Posterior(str, Enum):
@@ -55,6 +55,15 @@ class Predictive(str, Enum):
     MC = "mc"
     #: Linearised (GLM) predictive: logits sampled from ``N(f(x; mu), J Sigma J^T)``.
     GLM = "glm"
+
+
+class Head(str, Enum):
+    """What turns the pooled features into class logits."""
+
+    #: A trained linear layer on the pooled features.
+    LINEAR = "linear"
+    #: The causal LM's own next-token logits of one label token per class (frozen: theta adapts alone).
+    LM = "lm"
 
 
 class Pooling(str, Enum):
