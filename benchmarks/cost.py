@@ -38,15 +38,23 @@ def fit_seconds(X, y, **kw):
     return clf, seconds
 
 
-def peak_rss_mb(posterior: str, n: int, epochs: int) -> float:
-    """Peak resident memory of a fresh process that fits one model (backbone included)."""
+def peak_rss_mb(posterior: str, n: int, epochs: int, precision: str = "fp32", fit: bool = True) -> float:
+    """Peak resident memory of a fresh process that fits one model (backbone included).
+
+    With ``fit=False`` the process imports everything and loads the data but fits nothing:
+    the baseline that the model's own memory adds to.
+    """
     code = (
         "import resource, subspace_bayes as sb\n"
         "from subspace_bayes.datasets import load_sst2\n"
         f"X, y = load_sst2('train', n={n})\n"
-        f"sb.BayesianSubspaceClassifier(posterior='{posterior}', max_epochs={epochs}, verbose=0, random_state=0)"
-        ".fit(X, y)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        + (
+            f"sb.BayesianSubspaceClassifier(posterior='{posterior}', max_epochs={epochs}, verbose=0, random_state=0, "
+            f"precision='{precision}').fit(X, y)\n"
+            if fit
+            else ""
+        )
+        + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -149,12 +157,84 @@ def bayesian_parameter_counts(clf) -> dict[str, int]:
     return {"ours": ours, "lora_r8": lora, "blob_r8": blob}
 
 
+def frozen_weight_mb(precision: str) -> float:
+    """Memory of the frozen backbone's weights when stored in ``precision``."""
+    from subspace_bayes.backbones import load_backbone
+    from subspace_bayes.module import AUTOCAST_DTYPES
+    from subspace_bayes.options import Precision
+
+    model = load_backbone("minilm", dtype=AUTOCAST_DTYPES[Precision(precision)])
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+
+
+def precision_memory(n: int, epochs: int) -> dict[str, float]:
+    """Peak RSS of a VI fit with fp32 and with bf16 frozen weights, the import baseline, and the weights alone."""
+    return {
+        "baseline_mb": peak_rss_mb("vi", n, epochs, fit=False),
+        "fp32_mb": peak_rss_mb("vi", n, epochs, "fp32"),
+        "bf16_mb": peak_rss_mb("vi", n, epochs, "bf16"),
+        "weights_fp32_mb": frozen_weight_mb("fp32"),
+        "weights_bf16_mb": frozen_weight_mb("bf16"),
+    }
+
+
+def precision_block(m: dict[str, float], n: int, epochs: int) -> str:
+    above = (m["bf16_mb"] - m["baseline_mb"]) / (m["fp32_mb"] - m["baseline_mb"])
+    return "\n".join(
+        [
+            PRECISION_START,
+            '## Frozen weights in bf16 (`precision="bf16"`)',
+            "",
+            f"`python benchmarks/cost.py --memory-only`: MiniLM-L6, default VI, {n} SST-2 sentences, "
+            f"{epochs} epoch(s); "
+            "each number from a fresh process. The baseline process imports everything and loads the data but fits "
+            "nothing.",
+            "",
+            "| measure | fp32 | bf16 | bf16 / fp32 |",
+            "|---|---|---|---|",
+            f"| frozen backbone weights | {m['weights_fp32_mb']:.1f} MB | {m['weights_bf16_mb']:.1f} MB | "
+            f"{m['weights_bf16_mb'] / m['weights_fp32_mb']:.3f} |",
+            f"| peak RSS of fit (process) | {m['fp32_mb']:.0f} MB | {m['bf16_mb']:.0f} MB | "
+            f"{m['bf16_mb'] / m['fp32_mb']:.3f} |",
+            f"| peak RSS of fit above the {m['baseline_mb']:.0f} MB baseline | "
+            f"{m['fp32_mb'] - m['baseline_mb']:.0f} MB | "
+            f"{m['bf16_mb'] - m['baseline_mb']:.0f} MB | {above:.3f} |",
+            "",
+            "MiniLM's 22.7M parameters are a small part of a CPU process (torch, transformers and the tokenizer "
+            "dominate it); for a 7B decoder the weights dominate and bf16 halves them (see docs/backbones.md).",
+            PRECISION_END,
+        ]
+    )
+
+
+PRECISION_START, PRECISION_END = "<!-- precision:start -->", "<!-- precision:end -->"
+
+
+def write_block(path: Path, block: str) -> None:
+    """Replace the marked block in ``path`` (or append it)."""
+    text = path.read_text() if path.exists() else ""
+    if PRECISION_START in text:
+        head, rest = text.split(PRECISION_START, 1)
+        text = head + block + rest.split(PRECISION_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(ROOT / "docs" / "cost.md"))
+    parser.add_argument("--memory-only", action="store_true", help="only the fp32 vs bf16 memory block")
     args = parser.parse_args()
     n, epochs, n_pred = (128, 1, 32) if args.quick else (512, 2, 64)
+    if args.memory_only:
+        memory = precision_memory(n // 4, 1)
+        block = precision_block(memory, n // 4, 1)
+        print(block)
+        write_block(Path(args.output), block)
+        (ROOT / "benchmarks" / "results" / "precision_memory.json").write_text(json.dumps(memory, indent=2))
+        return
     counts = (1, 8, 32) if args.quick else (1, 8, 32, 64)
     X, y = load_sst2("train", n=n)
     X_pred, _ = load_sst2("validation", n=n_pred)
@@ -180,6 +260,7 @@ def main() -> None:
     vi_clf.set_params(predictive="mc")
     _, t_mc = timed(lambda: vi_clf.predict_proba(X_pred))
     mem_map, mem_vi = peak_rss_mb("map", n // 4, 1), peak_rss_mb("vi", n // 4, 1)
+    memory = precision_memory(n // 4, 1)
     profile = profile_forward(vi_clf, X_pred, S=32)
     params = bayesian_parameter_counts(vi_clf)
 
@@ -276,6 +357,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     Path(args.output).write_text(text)
+    write_block(Path(args.output), precision_block(memory, n // 4, 1))
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "cost.json").write_text(
