@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import torch
 from skorch.history import History
 
@@ -20,12 +21,14 @@ from .serialization import (
     AdapterFormatError,
     AdapterState,
     backbone_fingerprint,
+    check_backbone,
     checkpoint_file,
     decode_history,
     encode_history,
     jsonable,
     load_tensors,
     plain_labels,
+    read_adapter,
     read_checkpoint,
     save_tensors,
     write_adapter,
@@ -69,6 +72,31 @@ class PersistenceMixin:
             self.module_.load_adapter_state_dict(state)
         if any(v is not None for v in kwargs.values()):
             super().load_params(use_safetensors=use_safetensors, **kwargs)
+
+    @classmethod
+    def from_adapter(cls, path: str | os.PathLike, **overrides):
+        """Rebuild a fitted estimator from a folder written by :meth:`save_adapter`.
+
+        The backbone is loaded by its saved identifier and must be the same weights
+        (checked by fingerprint). Parameters in ``overrides`` (e.g. ``device``,
+        ``n_samples``, ``batch_size``) replace the saved ones.
+
+        Raises
+        ------
+        AdapterFormatError
+            Missing, truncated or corrupted files.
+        BackboneMismatchError
+            The backbone found now differs from the one the adapter was fitted on.
+        """
+        state = read_adapter(path)
+        est = cls(**{**state.params, **overrides})
+        est.classes_inferred_ = np.asarray(state.classes)
+        for name, value in state.fitted.items():
+            setattr(est, name, value)
+        est.posterior_spec_ = state.posterior_spec
+        est._restore(state.tensors)
+        check_backbone(state, est.module_, path)
+        return est
 
     def save_adapter(self, path: str | os.PathLike):
         """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""

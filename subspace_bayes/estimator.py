@@ -22,31 +22,17 @@ from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.utils import to_device
 
+from ._params import PARAMETER_CONSTRAINTS
 from ._persistence import PersistenceMixin
 from ._training import TrainingHooksMixin
-from ._validation import (
-    Custom,
-    Interval,
-    Options,
-    check_labels,
-    check_sample_weight,
-    encode_labels,
-    is_device,
-    is_path,
-    is_random_state,
-    is_str_or_str_list,
-    one_of,
-    sorted_labels,
-    validate_parameters,
-)
-from .backbones import is_model_object
+from ._validation import check_labels, check_sample_weight, encode_labels, sorted_labels, validate_parameters
 from .callbacks import progress
 from .inference import ELBOLoss
 from .module import SubspaceClassifierModule
-from .options import Covariance, Head, LaplaceStructure, Pooling, Posterior, Precision, Predictive
+from .options import Precision
 from .predictive import predictive_samples, uncertainty_decomposition
-from .projections import needs_input_moments, parse_projection
-from .serialization import check_backbone, fit_key, read_adapter
+from .projections import needs_input_moments
+from .serialization import fit_key
 from .text import TextDataset, coerce_texts
 
 __all__ = ["BayesianSubspaceClassifier", "load_adapter"]
@@ -187,61 +173,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     >>> clf.fit(texts, labels).predict_proba(new_texts)  # doctest: +SKIP
     """
 
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        "backbone": [
-            Custom(
-                lambda v: (isinstance(v, str) and v != "") or is_model_object(v),
-                "a non-empty str (alias, folder, hub id) or a transformers model object",
-            )
-        ],
-        "backbone_kwargs": [Options((None,)), Custom(lambda v: isinstance(v, dict), "a dict")],
-        "tokenizer": [
-            Options((None,)),
-            Custom(lambda v: isinstance(v, str) or callable(v), "a tokenizer name or object"),
-        ],
-        "head": [one_of(Head)],
-        "label_tokens": [Options((None,)), Custom(lambda v: isinstance(v, dict) and len(v) > 0, "a non-empty dict")],
-        "rank": [Interval("int", 1, None)],
-        "projection": [
-            Custom(
-                parse_projection,
-                "a projection such as 'svd', 'whitened_svd', 'dct', 'random' or a hybrid 'svd+dct:0.5'",
-            )
-        ],
-        "posterior": [one_of(Posterior)],
-        "covariance": [one_of(Covariance)],
-        "cov_rank": [Interval("int", 1, None)],
-        "target_modules": [Options((None,)), Custom(is_str_or_str_list, "a regex str or a non-empty list of str")],
-        "prior_std": [Interval("real", 0, None, closed="neither")],
-        "kl_weight": [Interval("real", 0, None)],
-        "init_std": [Interval("real", 0, None, closed="neither")],
-        "swag_start": [Options((None,)), Interval("int", 0, None)],
-        "swag_max_snapshots": [Interval("int", 1, None)],
-        "swag_scale": [Interval("real", 0, None)],
-        "swag_lr": [Options((None,)), Interval("real", 0, None, closed="neither")],
-        "laplace_structure": [one_of(LaplaceStructure)],
-        "prior_precision": [Options(("auto",)), Interval("real", 0, None, closed="neither")],
-        "predictive": [one_of(Predictive)],
-        "n_samples": [Interval("int", 1, None)],
-        "n_train_samples": [Interval("int", 1, None)],
-        "pooling": [one_of(Pooling)],
-        "max_length": [Interval("int", 2, None)],
-        "batch_size": [Interval("int", 1, None)],
-        "max_epochs": [Interval("int", 0, None)],
-        "lr": [Interval("real", 0, None, closed="neither")],
-        "head_lr": [Interval("real", 0, None)],
-        "weight_decay": [Interval("real", 0, None)],
-        "validation_fraction": [Interval("real", 0, 1, closed="left")],
-        "patience": [Options((None,)), Interval("int", 1, None)],
-        "checkpoint_dir": [Options((None,)), Custom(is_path, "a folder path")],
-        "device": [Custom(is_device, "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string")],
-        "precision": [one_of(Precision)],
-        "random_state": [
-            Options((None,)),
-            Interval("int", 0, 2**32 - 1),
-            Custom(is_random_state, "a numpy RandomState"),
-        ],
-    }
+    _parameter_constraints: ClassVar[dict[str, list]] = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -545,25 +477,5 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
 
 def load_adapter(path: str | os.PathLike, **overrides: Any) -> BayesianSubspaceClassifier:
-    """Rebuild a fitted :class:`BayesianSubspaceClassifier` from a folder written by ``save_adapter``.
-
-    The backbone is loaded by its saved identifier and must be the same weights
-    (checked by fingerprint). Parameters in ``overrides`` (e.g. ``device``,
-    ``n_samples``, ``batch_size``) replace the saved ones.
-
-    Raises
-    ------
-    AdapterFormatError
-        Missing, truncated or corrupted files.
-    BackboneMismatchError
-        The backbone found now differs from the one the adapter was fitted on.
-    """
-    state = read_adapter(path)
-    est = BayesianSubspaceClassifier(**{**state.params, **overrides})
-    est.classes_inferred_ = np.asarray(state.classes)
-    for name, value in state.fitted.items():
-        setattr(est, name, value)
-    est.posterior_spec_ = state.posterior_spec
-    est._restore(state.tensors)
-    check_backbone(state, est.module_, path)
-    return est
+    """A fitted :class:`BayesianSubspaceClassifier` from a ``save_adapter`` folder (see ``from_adapter``)."""
+    return BayesianSubspaceClassifier.from_adapter(path, **overrides)
