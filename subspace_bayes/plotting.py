@@ -14,7 +14,7 @@ import numpy as np
 
 from .metrics import expected_calibration_error, reliability_curve
 
-__all__ = ["plot_reliability", "plot_uncertainty_histograms"]
+__all__ = ["plot_reliability", "plot_uncertainty_histograms", "plot_spectrum"]
 
 
 def _figure(**kwargs):
@@ -93,3 +93,43 @@ def plot_uncertainty_histograms(
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_spectrum(source: Any, *, ax: Any = None):
+    """Eigenvalues of posterior covariances over ``theta``, largest first, on a log scale.
+
+    The paper's second finding is that these fall off fast: a few directions
+    carry most of the variance. The legend gives each spectrum's entropy
+    effective rank and the share of the variance in its top 4 directions.
+
+    Parameters
+    ----------
+    source : fitted estimator, array of shape (D,), or dict of name -> either
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    from .posteriors import entropy_effective_rank
+
+    if ax is None:
+        fig = _figure(figsize=(5.5, 4))
+        ax = fig.subplots()
+    items = source.items() if isinstance(source, Mapping) else [("", source)]
+    for name, item in items:
+        lam = np.sort(
+            np.asarray(item.posterior_spectrum() if hasattr(item, "posterior_spectrum") else item, dtype=np.float64)
+        )[::-1]
+        positive = lam[lam > 0]
+        share = positive[:4].sum() / positive.sum() if positive.size else 0.0
+        label = f"{name + ': ' if name else ''}eff. rank {entropy_effective_rank(lam):.1f}, top-4 share {share:.0%}"
+        ax.semilogy(np.arange(1, positive.size + 1), positive, marker=".", ms=3, label=label)
+    ax.set(
+        xlabel="direction (eigenvalue rank)",
+        ylabel="posterior variance (eigenvalue)",
+        title="Posterior covariance spectrum over the cores",
+    )
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -427,7 +428,9 @@ def entropy_effective_rank(eigenvalues: Tensor) -> float:
     Reference: Roy & Vetterli, "The effective rank: a measure of effective
     dimensionality", EUSIPCO 2007.
     """
-    lam = torch.as_tensor(eigenvalues, dtype=torch.float64).clamp_min(0.0)
+    if not isinstance(eigenvalues, Tensor):
+        eigenvalues = torch.from_numpy(np.array(eigenvalues, dtype=np.float64))  # a copy: any strides
+    lam = eigenvalues.detach().to(torch.float64).clamp_min(0.0)
     total = lam.sum()
     if total <= 0:
         return 0.0
