@@ -34,7 +34,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "covariance": [one_of(Covariance)],
     "cov_rank": [Interval("int", 1, None)],
     "target_modules": [Options((None,)), Custom(is_str_or_str_list, "a regex str or a non-empty list of str")],
-    "prior_std": [Interval("real", 0, None, closed="neither")],
+    "prior_std": [Options(("auto",)), Interval("real", 0, None, closed="neither")],
     "kl_weight": [Interval("real", 0, None)],
     "init_std": [Interval("real", 0, None, closed="neither")],
     "swag_start": [Options((None,)), Interval("int", 0, None)],

@@ -25,9 +25,16 @@ from skorch.utils import to_device
 from ._params import PARAMETER_CONSTRAINTS
 from ._persistence import PersistenceMixin
 from ._training import TrainingHooksMixin
-from ._validation import check_labels, check_sample_weight, encode_labels, sorted_labels, validate_parameters
+from ._validation import (
+    InvalidParameterError,
+    check_labels,
+    check_sample_weight,
+    encode_labels,
+    sorted_labels,
+    validate_parameters,
+)
 from .callbacks import progress
-from .inference import ELBOLoss
+from .inference import ELBOLoss, make_inference
 from .module import SubspaceClassifierModule
 from .options import Precision
 from .predictive import predictive_samples, uncertainty_decomposition
@@ -89,8 +96,12 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     target_modules : str, list of str or None, default=None
         Linear modules to adapt; None uses the model family's default
         (``query``/``value`` for BERT-like models).
-    prior_std : float, default=1.0
-        ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``.
+    prior_std : float or "auto", default=1.0
+        ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``. ``"auto"``
+        (``posterior="vi"`` only) is empirical Bayes inside VI: at every step
+        ``sigma_p^2 = (||mu||^2 + tr Sigma) / D``, the ELBO's optimum; the value
+        reached is ``prior_std_``. (SWAG trains with a fixed prior; Laplace tunes
+        its own ``prior_precision``.)
     kl_weight : float, default=1.0
         ``beta`` in ``NLL + beta * KL / N``.
     init_std : float, default=0.05
@@ -164,6 +175,9 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         The inference method chosen by ``posterior`` (:mod:`subspace_bayes.inference`).
     n_theta_ : int
         ``D``, the number of core entries.
+    prior_std_ : float
+        The prior's ``sigma_p`` at the end of training (``prior_std``, or the
+        empirical-Bayes value reached with ``prior_std="auto"``).
     prior_precision_, log_marginal_likelihood_ : float
         ``posterior="laplace"`` only.
 
@@ -189,7 +203,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         covariance: str = "lowrank",
         cov_rank: int = 4,
         target_modules: str | list[str] | None = None,
-        prior_std: float = 1.0,
+        prior_std: float | str = 1.0,
         kl_weight: float = 1.0,
         init_std: float = 0.05,
         swag_start: int | None = None,
@@ -307,6 +321,11 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     def _validate_hyperparameters(self) -> None:
         params = {k: getattr(self, k) for k in self._parameter_constraints}
         validate_parameters(type(self).__name__, params, self._parameter_constraints)
+        if self.prior_std == "auto" and not make_inference(params).trains_a_distribution:
+            raise InvalidParameterError(
+                f"prior_std='auto' is empirical Bayes inside VI; posterior={self.posterior!r} needs a float "
+                "prior_std (Laplace tunes its own prior_precision='auto')."
+            )
 
     # --------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> BayesianSubspaceClassifier:
@@ -373,6 +392,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self._install_posterior(self.inference_.finish(self.module_, self._training_data(data.train)))
         for name, value in self.inference_.fitted_attributes().items():
             setattr(self, name, value)
+        self.prior_std_ = self.criterion_.current_prior_std()  # the prior the cores were trained under
         return self
 
     def _check_monitors(self, data) -> None:

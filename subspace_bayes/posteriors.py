@@ -177,6 +177,15 @@ class GaussianPosterior(nn.Module):
         """Entropy effective rank of ``Sigma`` (:func:`entropy_effective_rank` of :meth:`spectrum`)."""
         return entropy_effective_rank(self.spectrum())
 
+    def empirical_bayes_prior_variance(self) -> Tensor:
+        """The prior variance that maximises the ELBO for this ``q``: ``sigma_p^2 = (||mu||^2 + tr Sigma) / D``.
+
+        Setting ``d KL(q || N(0, s I)) / ds = 0`` with
+        ``KL = 1/2 [(tr Sigma + ||mu||^2) / s - D + D log s - log|Sigma|]`` gives
+        ``s = (tr Sigma + ||mu||^2) / D`` (global empirical Bayes; MacKay, 1992).
+        """
+        return (self.loc.pow(2).sum() + self.trace_covariance()) / self.dim
+
     def kl_to_prior(self, prior_std: float) -> Tensor:
         """Closed-form ``KL(q || N(0, prior_std^2 I))`` (a scalar tensor)."""
         var_p = float(prior_std) ** 2

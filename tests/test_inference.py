@@ -89,3 +89,33 @@ def test_schedule_counts_steps_of_the_training_split():
     assert Schedule(n_train=96, batch_size=16, max_epochs=3).steps_per_epoch == 6
     assert Schedule(n_train=97, batch_size=16, max_epochs=3).steps_per_epoch == 7
     assert Schedule(n_train=0, batch_size=16, max_epochs=3).steps_per_epoch == 1
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_empirical_bayes_prior_variance_is_the_elbos_optimum(kind):
+    from scipy.optimize import minimize_scalar
+
+    q = make_posterior(24, kind, cov_rank=3, init_std=0.2, generator=torch.Generator().manual_seed(0)).double()
+    with torch.no_grad():
+        q.loc.copy_(torch.randn(24, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.7)
+    closed = float(q.empirical_bayes_prior_variance())
+    # The ELBO depends on the prior only through -KL(q || N(0, s I)): maximise it numerically over log s.
+    numeric = minimize_scalar(
+        lambda log_s: float(q.kl_to_prior(np.exp(0.5 * log_s))),
+        bounds=(-10, 5),
+        method="bounded",
+        options={"xatol": 1e-10},
+    ).x
+    assert np.isclose(np.exp(numeric), closed, rtol=1e-5)
+
+
+def test_prior_std_auto_fits_and_reports_the_value_reached(tiny_bert_dir, toy_data):
+    from subspace_bayes._validation import InvalidParameterError
+
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, prior_std="auto", max_epochs=3)).fit(*toy_data)
+    expected = float(clf.module_.posterior.empirical_bayes_prior_variance().sqrt())
+    assert np.isclose(clf.prior_std_, expected, rtol=1e-6) and clf.prior_std_ != 1.0
+    fixed = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, prior_std=0.5, max_epochs=1)).fit(*toy_data)
+    assert fixed.prior_std_ == 0.5
+    with pytest.raises(InvalidParameterError, match="empirical Bayes inside VI"):
+        BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, prior_std="auto", posterior="map")).fit(*toy_data)

@@ -73,6 +73,9 @@ class InferenceMethod:
 
     #: The estimator's ``posterior=`` value that selects this method.
     name: ClassVar[str]
+    #: Whether gradient descent trains a distribution over ``theta`` (VI), not a point estimate: only
+    #: then does the ELBO have a prior variance to optimise (``prior_std="auto"``).
+    trains_a_distribution: ClassVar[bool] = False
     #: The estimator parameters this method reads, as ``{estimator name: field name}``.
     parameters: ClassVar[Mapping[str, str]] = {}
 

@@ -31,6 +31,7 @@ class VI(InferenceMethod):
     """
 
     name = Posterior.VI.value
+    trains_a_distribution = True
     parameters: ClassVar[Mapping[str, str]] = {"covariance": "covariance", "cov_rank": "cov_rank"}
 
     covariance: str = Covariance.LOWRANK.value
@@ -78,21 +79,32 @@ class ELBOLoss(nn.Module):
     num_data : int or None
         ``N``, the number of examples in the training split (held-out examples
         excluded). None until the data is known; the loss refuses to run then.
-    prior_std : float, default=1.0
-        ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``.
+    prior_std : float or "auto", default=1.0
+        ``sigma_p`` of the prior ``N(0, sigma_p^2 I)`` over ``theta``; ``"auto"``
+        re-estimates it at every step as the ELBO's optimum for the current
+        posterior (:meth:`~subspace_bayes.posteriors.GaussianPosterior.empirical_bayes_prior_variance`,
+        held fixed within the step: by the envelope theorem the gradient w.r.t.
+        ``q`` is the same as if it were optimised jointly).
     kl_weight : float, default=1.0
         ``beta``.
     """
 
-    def __init__(self, module: nn.Module, num_data: int | None, prior_std: float = 1.0, kl_weight: float = 1.0):
+    def __init__(self, module: nn.Module, num_data: int | None, prior_std: float | str = 1.0, kl_weight: float = 1.0):
         super().__init__()
         self.__dict__["module"] = module  # a reference; nn.Module would register (and save) it as a submodule
         self.num_data = None if num_data is None else int(num_data)
-        self.prior_std = float(prior_std)
+        self.prior_std = prior_std if prior_std == "auto" else float(prior_std)
         self.kl_weight = float(kl_weight)
 
+    def current_prior_std(self) -> float:
+        """``sigma_p`` now: the fixed value, or the empirical-Bayes optimum for the current posterior."""
+        if self.prior_std != "auto":
+            return self.prior_std
+        variance = self.module.posterior.empirical_bayes_prior_variance().detach()
+        return float(variance.clamp_min(1e-12).sqrt())
+
     def kl(self) -> Tensor:
-        return self.module.posterior.kl_to_prior(self.prior_std)
+        return self.module.posterior.kl_to_prior(self.current_prior_std())
 
     def forward(self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         if not self.num_data:
