@@ -48,6 +48,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "n_train_samples": [Interval("int", 1, None)],
     "pooling": [one_of(Pooling)],
     "max_length": [Interval("int", 2, None)],
+    "bucket_by_length": [Options((True, False))],
     "batch_size": [Interval("int", 1, None)],
     "max_epochs": [Interval("int", 0, None)],
     "lr": [Interval("real", 0, None, closed="neither")],

@@ -29,7 +29,7 @@ from .posteriors import GaussianPosterior, structure_of
 from .predictive import posterior_draws
 from .projections import data_free_projection
 from .serialization import EpochCheckpoint
-from .text import TextCollator, TextDataset, TextInputs
+from .text import LengthBucketBatchSampler, TextCollator, TextDataset, TextInputs
 
 __all__ = ["TrainingHooksMixin", "TrainValid"]
 
@@ -197,6 +197,16 @@ class TrainingHooksMixin:
 
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        if (
+            training
+            and self.bucket_by_length
+            and isinstance(dataset, TextDataset)
+            and not ({"sampler", "batch_sampler"} & set(kwargs))
+        ):
+            lengths = dataset.inputs.lengths()
+            kwargs["batch_sampler"] = LengthBucketBatchSampler(lengths, self.batch_size, self.shuffle_generator_)
+            kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
+            return DataLoader(dataset, **kwargs)
         kwargs.setdefault("batch_size", self.batch_size)
         kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
         kwargs.setdefault("shuffle", training)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
-__all__ = ["TextInputs", "coerce_texts", "TextDataset", "TextCollator"]
+__all__ = ["TextInputs", "coerce_texts", "TextDataset", "TextCollator", "LengthBucketBatchSampler"]
 
 
 @dataclass
@@ -27,6 +27,13 @@ class TextInputs:
     def __len__(self) -> int:
         return len(self.first)
 
+    def lengths(self) -> np.ndarray:
+        """Character length of each example (both texts of a pair): a cheap proxy for its token count."""
+        n = np.fromiter(map(len, self.first), dtype=np.int64, count=len(self.first))
+        if self.second is not None:
+            n = n + np.fromiter(map(len, self.second), dtype=np.int64, count=len(self.second))
+        return n
+
     def by_length(self) -> np.ndarray:
         """Indices that sort the examples by character length (a cheap proxy for token count).
 
@@ -34,10 +41,7 @@ class TextInputs:
         which saves most of the padding work when lengths vary; results are
         returned in the original order by the caller.
         """
-        n = np.fromiter(map(len, self.first), dtype=np.int64, count=len(self.first))
-        if self.second is not None:
-            n = n + np.fromiter(map(len, self.second), dtype=np.int64, count=len(self.second))
-        return np.argsort(n, kind="stable")
+        return np.argsort(self.lengths(), kind="stable")
 
     def subset(self, idx: Sequence[int]) -> TextInputs:
         pick = lambda xs: None if xs is None else [xs[i] for i in idx]
@@ -210,3 +214,45 @@ class TextCollator:
             X["sample_weight"] = torch.tensor([float(it["sample_weight"]) for it in items])
         y = torch.as_tensor(np.asarray([b[1] for b in batch], dtype=np.int64))
         return X, y
+
+
+class LengthBucketBatchSampler(Sampler):
+    """Training batches of similar length, in random order: far less padding, still random.
+
+    Every epoch the examples are shuffled, cut into pools of ``pool_batches``
+    batches, each pool is sorted by length and cut into batches, and all the
+    batches are shuffled (the bucketing of fairseq's and AllenNLP's iterators).
+    The shuffles draw from ``generator`` only, so a seeded generator gives the
+    same batches run after run.
+
+    Parameters
+    ----------
+    lengths : array-like of int, shape (n,)
+        A length per example (:meth:`TextInputs.lengths`).
+    batch_size : int
+    generator : torch.Generator
+    pool_batches : int, default=50
+        Batches per pool: larger pools pad less and shuffle less.
+    """
+
+    def __init__(self, lengths: Any, batch_size: int, generator: torch.Generator, pool_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = int(batch_size)
+        self.generator = generator
+        self.pool = max(1, int(pool_batches)) * self.batch_size
+
+    def __iter__(self):
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=self.generator).numpy()
+        batches = []
+        for start in range(0, n, self.pool):
+            pool = order[start : start + self.pool]
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i]
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        full, rest = divmod(n, self.pool)
+        return full * math.ceil(self.pool / self.batch_size) + math.ceil(rest / self.batch_size)

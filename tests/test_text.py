@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.text import coerce_texts
@@ -65,3 +66,33 @@ def test_by_length_sorts_single_texts_and_pairs_stably():
     assert coerce_texts(["ccc", "a", "bb", "a"]).by_length().tolist() == [1, 3, 2, 0]
     pairs = coerce_texts([("aaaa", "b"), ("a", "b"), ("aa", "bb")])
     assert pairs.by_length().tolist() == [1, 2, 0]
+
+
+def test_length_buckets_cover_every_example_once_and_are_reproducible():
+    from subspace_bayes.text import LengthBucketBatchSampler
+
+    rng = np.random.RandomState(0)
+    lengths = rng.randint(1, 200, size=1000)
+    make = lambda: LengthBucketBatchSampler(lengths, 32, torch.Generator().manual_seed(5), pool_batches=10)
+    batches = list(make())
+    assert len(batches) == len(make())
+    assert sorted(i for b in batches for i in b) == list(range(1000)) and max(map(len, batches)) <= 32
+    assert batches == list(make())  # same seed, same batches
+    sampler = make()
+    assert list(sampler) != list(sampler)  # a new order every epoch
+
+    def padding(bs):
+        return sum(len(b) * lengths[b].max() - lengths[b].sum() for b in bs) / sum(
+            len(b) * lengths[b].max() for b in bs
+        )
+
+    shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(5)).numpy()
+    random_batches = [shuffled[i : i + 32] for i in range(0, 1000, 32)]
+    assert padding([np.array(b) for b in batches]) < 0.25 * padding(random_batches)
+
+
+def test_bucketed_fit_is_reproducible(tiny_bert_dir, toy_data, toy_test):
+    kw = tiny_kwargs(tiny_bert_dir, bucket_by_length=True, max_epochs=2)
+    a = BayesianSubspaceClassifier(**kw).fit(*toy_data).predict_proba(toy_test[0])
+    b = BayesianSubspaceClassifier(**kw).fit(*toy_data).predict_proba(toy_test[0])
+    np.testing.assert_array_equal(a, b)
