@@ -63,3 +63,30 @@ def test_length_order_and_cap(quality):
     Xc, yc = quality.cap(list("abcdef"), np.arange(6), 3, seed=0)
     assert len(Xc) == 3 and [ord(c) - 97 for c in Xc] == list(yc)  # rows stay aligned, original order
     assert quality.cap(list("ab"), [0, 1], 5, seed=0)[0] == ["a", "b"]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_padded_fraction_counts_the_pad_tokens_of_each_batch():
+    padding = _script("padding")
+    lengths = np.array([1, 3, 3, 5])
+    # batches [1, 3] -> padded to 3: 2 pads of 6; [3, 5] -> padded to 5: 2 pads of 10
+    assert padding.padded_fraction(lengths, [[0, 1], [2, 3]]) == pytest.approx(4 / 16)
+    assert padding.padded_fraction(lengths, [[1, 2]]) == 0.0
+
+
+def test_peer_table_gives_verdicts_against_the_targets():
+    peers = _script("peers")
+    result = {"fit_seconds": {"peft": [10, 10], "map": [10.4, 10.6], "vi": [12, 12]},
+              "predict_seconds": {"peft": [1.0, 1.0], "map": [1.2, 1.2]},
+              "peak_rss_mb": {"peft": 800, "map": 820, "vi": 830}, "n": 512, "epochs": 2, "n_predict": 256,
+              "threads": 2}  # fmt: skip
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in peers.table(result).splitlines() if "/" in line}
+    assert "1.050 | <= 1.05 | met" in rows["fit seconds, our MAP / peft LoRA"]
+    assert "1.200 | <= 1.15 | missed" in rows["fit seconds, our VI / peft LoRA"]
+    assert "1.200 | <= 1.05 | missed" in rows["predict seconds, our MAP / peft forward"]
