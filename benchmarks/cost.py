@@ -38,6 +38,31 @@ def fit_seconds(X, y, **kw):
     return clf, seconds
 
 
+def peak_rss_this_process_mb() -> float:
+    """Peak resident memory of this process since it started, in MB (Linux: ``VmHWM``).
+
+    ``getrusage``'s ``ru_maxrss`` is not reset by ``exec`` on Linux, so a child started from a
+    large parent would report the parent's size; ``/proc/self/status`` has the child's own peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+#: Child-process code that makes ``peak_rss_this_process_mb`` importable.
+PEAK_RSS_IMPORT = (
+    f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+    "from cost import peak_rss_this_process_mb\n"
+)
+
+
 def peak_rss_mb(posterior: str, n: int, epochs: int, precision: str = "fp32", fit: bool = True) -> float:
     """Peak resident memory of a fresh process that fits one model (backbone included).
 
@@ -45,7 +70,7 @@ def peak_rss_mb(posterior: str, n: int, epochs: int, precision: str = "fp32", fi
     the baseline that the model's own memory adds to.
     """
     code = (
-        "import resource, subspace_bayes as sb\n"
+        PEAK_RSS_IMPORT + "import subspace_bayes as sb\n"
         "from subspace_bayes.datasets import load_sst2\n"
         f"X, y = load_sst2('train', n={n})\n"
         + (
@@ -54,7 +79,7 @@ def peak_rss_mb(posterior: str, n: int, epochs: int, precision: str = "fp32", fi
             if fit
             else ""
         )
-        + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        + "print(peak_rss_this_process_mb())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

@@ -28,6 +28,9 @@ from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.backbones import load_backbone, load_tokenizer, pool
 from subspace_bayes.datasets import load_sst2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cost import PEAK_RSS_IMPORT  # the same peak-memory probe as cost.py
+
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- peers:start -->", "<!-- peers:end -->"
 BATCH, MAX_LENGTH = 32, 128
@@ -92,12 +95,10 @@ def timed(fn):
 def peak_rss_mb(method: str, n: int, epochs: int) -> float:
     """Peak RSS of a fresh process that fits one method."""
     code = (
-        "import resource, sys\n"
-        f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r})\n"
-        "import peers\n"
+        PEAK_RSS_IMPORT + "import peers\n"
         f"X, y = peers.load_sst2('train', n={n})\n"
         + (f"peers.peft_fit(X, y, {epochs})\n" if method == "peft" else f"peers.ours({method!r}, {epochs}).fit(X, y)\n")
-        + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        + "print(peak_rss_this_process_mb())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
