@@ -235,12 +235,12 @@ def precision_block(m: dict[str, float], n: int, epochs: int) -> str:
 PRECISION_START, PRECISION_END = "<!-- precision:start -->", "<!-- precision:end -->"
 
 
-def write_block(path: Path, block: str) -> None:
-    """Replace the marked block in ``path`` (or append it)."""
+def write_block(path: Path, block: str, start: str = PRECISION_START, end: str = PRECISION_END) -> None:
+    """Replace the block between the markers ``start`` and ``end`` in ``path`` (or append it)."""
     text = path.read_text() if path.exists() else ""
-    if PRECISION_START in text:
-        head, rest = text.split(PRECISION_START, 1)
-        text = head + block + rest.split(PRECISION_END, 1)[1]
+    if start in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)

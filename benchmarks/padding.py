@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.backbones import load_tokenizer
 from subspace_bayes.datasets import load_sst2
 from subspace_bayes.text import LengthBucketBatchSampler, coerce_texts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cost import write_block  # the page update shared by the benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- padding:start -->", "<!-- padding:end -->"
@@ -91,13 +95,7 @@ def main() -> None:
         END,
     ])  # fmt: skip
     print(block)
-    path = Path(args.output)
-    text = path.read_text() if path.exists() else ""
-    if START in text:
-        text = text.split(START, 1)[0] + block + text.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_block(Path(args.output), block, START, END)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from subspace_bayes.backbones import load_backbone, load_tokenizer, pool
 from subspace_bayes.datasets import load_sst2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cost import PEAK_RSS_IMPORT  # the same peak-memory probe as cost.py
+from cost import PEAK_RSS_IMPORT, write_block  # the same peak-memory probe and page update as cost.py
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- peers:start -->", "<!-- peers:end -->"
@@ -188,14 +188,7 @@ def main() -> None:
     (ROOT / "benchmarks" / "results" / "peers.json").write_text(json.dumps(result, indent=2))
     block = table(result)
     print(block)
-    path = Path(args.output)
-    text = path.read_text() if path.exists() else ""
-    text = (
-        (text.split(START, 1)[0] + block + text.split(END, 1)[1])
-        if START in text
-        else text.rstrip() + "\n\n" + block + "\n"
-    )
-    path.write_text(text)
+    write_block(Path(args.output), block, START, END)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ def _figure(**kwargs):
     return Figure(**kwargs)
 
 
+def _axes(ax: Any, figsize: tuple[float, float]):
+    """``ax``, or the axes of a new pyplot-free figure of ``figsize``."""
+    return _figure(figsize=figsize).subplots() if ax is None else ax
+
+
 def plot_reliability(
     y_true: Any, probas: Mapping[str, np.ndarray], *, n_bins: int = 15, labels: Any = None, ax: Any = None
 ):
@@ -41,9 +46,7 @@ def plot_reliability(
     -------
     matplotlib Figure
     """
-    if ax is None:
-        fig = _figure(figsize=(5.5, 5))
-        ax = fig.subplots()
+    ax = _axes(ax, (5.5, 5))
     fig = ax.figure
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
     for name, p in probas.items():
@@ -113,9 +116,7 @@ def plot_spectrum(source: Any, *, ax: Any = None):
     """
     from .posteriors import entropy_effective_rank
 
-    if ax is None:
-        fig = _figure(figsize=(5.5, 4))
-        ax = fig.subplots()
+    ax = _axes(ax, (5.5, 4))
     items = source.items() if isinstance(source, Mapping) else [("", source)]
     for name, item in items:
         lam = np.sort(

@@ -78,6 +78,7 @@ def test_save_and_load_adapter_round_trip(fitted, toy_test, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(toy_test[0]), fitted.predict_proba(toy_test[0]))
     assert list(loaded.classes_) == ["neg", "pos"] and loaded.rank == fitted.rank
     assert loaded.predict(toy_test[0][:2]).tolist() == fitted.predict(toy_test[0][:2]).tolist()
+    assert loaded.prior_std_ == fitted.prior_std_ and loaded.seed_ == fitted.seed_  # learned scalars kept
 
 
 def test_load_adapter_refuses_another_backbone(fitted, tmp_path, tiny_bert_dir):
