@@ -257,6 +257,17 @@ def write_markdown(path: Path, args, results: dict) -> None:
     path.write_text(text)
 
 
+def stored_results(path: Path, protocol: dict, fresh: bool = False) -> dict:
+    """The cells stored in ``path`` for ``protocol``; empty for another protocol, a missing file or ``fresh``."""
+    if fresh or not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    if stored.get("protocol") != protocol:
+        print(f"[{path.stem}] {path} holds another protocol; starting over", flush=True)
+        return {}
+    return stored["results"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["sst2", "rte", "mrpc"])
@@ -279,13 +290,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Some inputs are longer than max_length")
     protocol = {k: getattr(args, k) for k in PROTOCOL}
-    results: dict = {}
-    if args.output.exists() and not args.fresh:
-        stored = json.loads(args.output.read_text())
-        if stored.get("protocol") == protocol:
-            results = stored["results"]
-        else:
-            print(f"[quality] {args.output} holds another protocol; starting a new table", flush=True)
+    results = stored_results(args.output, protocol, args.fresh)
     if args.table_only:
         if not results:
             raise SystemExit(f"No results for this protocol in {args.output}; run without --table-only first.")

@@ -37,7 +37,7 @@ from .callbacks import progress
 from .inference import ELBOLoss, make_inference
 from .module import SubspaceClassifierModule
 from .options import Precision
-from .predictive import predictive_samples, uncertainty_decomposition
+from .predictive import predictive_mean, predictive_samples, uncertainty_decomposition
 from .projections import needs_input_moments
 from .serialization import fit_key
 from .text import TextDataset, coerce_texts
@@ -121,9 +121,13 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         ``"kron"`` per-layer Kronecker factors (K-FAC), block diagonal.
     prior_precision : "auto" or float, default="auto"
         Laplace prior precision; "auto" maximises the Laplace marginal likelihood.
-    predictive : {"mc", "glm"}, default="mc"
-        Monte Carlo over ``theta``, or the linearised (GLM) predictive that samples
-        logits from ``N(f(x; mu), J Sigma J^T)`` (cost independent of ``n_samples``).
+    predictive : {"mc", "glm", "probit"}, default="mc"
+        Monte Carlo over ``theta`` (``n_samples`` forward passes); the linearised
+        (GLM) predictive that samples logits from ``N(f(x; mu), J Sigma J^T)``
+        (one forward and ``C - 1`` backward passes, whatever ``n_samples``); or
+        ``"probit"``, the GLM predictive with its mean in closed form (same cost,
+        no sampling noise in ``predict_proba``; ``predict_uncertainty`` uses the
+        GLM's logit-space draws). See docs/cost.md for the measured trade-off.
     n_samples : int, default=16
         Monte Carlo draws at prediction time.
     n_train_samples : int, default=1
@@ -436,13 +440,17 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         -------
         ndarray of shape (n_samples, n_texts, n_classes)
         """
+        return self._predict_with(predictive_samples, X, n_samples)
+
+    def _predict_with(self, fn, X: Any, n_samples: int | None = None) -> np.ndarray:
+        """Run ``fn`` of ``predictive.py`` on ``X`` sorted by length; rows come back in input order."""
         self.check_is_fitted()
         inputs = coerce_texts(X)
-        order = inputs.by_length()  # similar lengths per batch: less padding; rows come back in input order
+        order = inputs.by_length()  # similar lengths per batch: less padding
         loader = self._loader(TextDataset(inputs.subset(order)))
         self.module_.eval()
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
-        return predictive_samples(
+        return fn(
             self.module_,
             progress(batches, len(loader), self.verbose, "predict"),
             self.module_.posterior,
@@ -469,16 +477,19 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         return self.module_.posterior.effective_rank()
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Posterior predictive ``p(y | x) = (1/S) sum_s softmax(f(x; theta_s))``.
+        """Posterior predictive ``p(y | x)``: the mean of :meth:`predict_sample_proba`.
 
-        The same draws are used for every batch, so the output does not depend
-        on ``batch_size``; with an int ``random_state`` the draws are fixed.
+        ``(1/S) sum_s softmax(f(x; theta_s))`` for ``predictive="mc"`` (logit-space
+        draws for ``"glm"``); ``predictive="probit"`` gives the GLM predictive's
+        mean in closed form. The same draws are used for every batch, so the
+        output does not depend on ``batch_size``; with an int ``random_state``
+        the draws are fixed.
 
         Returns
         -------
         ndarray of shape (n_texts, n_classes); rows sum to 1. Columns follow ``classes_``.
         """
-        return self.predict_sample_proba(X).mean(0)
+        return self._predict_with(predictive_mean, X)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """``log`` of :meth:`predict_proba` (``-inf`` where a probability is exactly 0)."""

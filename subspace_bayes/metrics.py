@@ -14,6 +14,10 @@ __all__ = [
     "reliability_curve",
     "negative_log_likelihood",
     "brier_score",
+    "risk_coverage_curve",
+    "aurc",
+    "accuracy_at_coverage",
+    "ood_auroc",
     "proba_scorer",
     "neg_ece_scorer",
     "neg_nll_scorer",
@@ -152,6 +156,72 @@ def brier_score(y_true: Any, y_prob: Any, *, labels: Any = None, sample_weight: 
     y, p = _as_indices_and_probs(y_true, y_prob, labels)
     labels_idx = np.arange(p.shape[1])
     return float(brier_score_loss(y, p, labels=labels_idx, sample_weight=sample_weight, scale_by_half=False))
+
+
+def risk_coverage_curve(
+    y_true: Any, y_prob: Any, *, uncertainty: Any = None, labels: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Selective prediction: the error rate among the ``k`` most certain inputs, for ``k = 1..n``.
+
+    A model that may abstain answers the inputs it is most certain of. With the
+    inputs sorted by ``uncertainty`` (ascending; ties keep the input order),
+    ``risk_k = (1/k) sum_{i <= k} [argmax p_i != y_i]`` at ``coverage_k = k / n``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+    y_prob : array-like of shape (n, n_classes)
+    uncertainty : array-like of shape (n,), optional
+        The score to abstain by (higher = less certain); default ``1 - max_c p_c``.
+    labels : array-like, optional
+        The label of each column (see :func:`expected_calibration_error`).
+
+    Returns
+    -------
+    coverage, risk : ndarrays of shape (n,)
+    """
+    idx, p = _as_indices_and_probs(y_true, y_prob, labels)
+    u = 1.0 - p.max(1) if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
+    if u.shape != (len(idx),):
+        raise ValueError(f"uncertainty must have shape ({len(idx)},); got {u.shape}.")
+    errors = (p.argmax(1) != idx)[np.argsort(u, kind="stable")]
+    k = np.arange(1, len(idx) + 1)
+    return k / len(idx), np.cumsum(errors) / k
+
+
+def aurc(y_true: Any, y_prob: Any, *, uncertainty: Any = None, labels: Any = None) -> float:
+    """Area under the risk-coverage curve, ``(1/n) sum_k risk_k`` (lower is better).
+
+    Geifman, Uziel & El-Yaniv, "Bias-reduced uncertainty estimation for deep
+    neural classifiers", ICLR 2019. Parameters as in :func:`risk_coverage_curve`.
+    """
+    return float(risk_coverage_curve(y_true, y_prob, uncertainty=uncertainty, labels=labels)[1].mean())
+
+
+def accuracy_at_coverage(
+    y_true: Any, y_prob: Any, coverage: float, *, uncertainty: Any = None, labels: Any = None
+) -> float:
+    """Accuracy on the ``ceil(coverage * n)`` most certain inputs (the rest abstained on).
+
+    Parameters as in :func:`risk_coverage_curve`; ``coverage`` in (0, 1].
+    """
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1]; got {coverage!r}.")
+    cov, risk = risk_coverage_curve(y_true, y_prob, uncertainty=uncertainty, labels=labels)
+    k = int(np.ceil(coverage * len(cov) - 1e-9))
+    return float(1.0 - risk[max(k, 1) - 1])
+
+
+def ood_auroc(in_scores: Any, out_scores: Any) -> float:
+    """How well a score ranks out-of-distribution inputs above in-distribution ones (ROC AUC).
+
+    0.5 is chance; 1 puts every unfamiliar input above every familiar one; below
+    0.5 the score ranks them the wrong way round.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    a, b = np.asarray(in_scores, dtype=np.float64), np.asarray(out_scores, dtype=np.float64)
+    return float(roc_auc_score(np.r_[np.zeros(a.size), np.ones(b.size)], np.r_[a, b]))
 
 
 def proba_scorer(metric, **kwargs: Any):

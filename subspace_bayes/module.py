@@ -233,16 +233,22 @@ class SubspaceClassifierModule(nn.Module):
         logits = self.head(feats.to(self.head.weight.dtype))
         return logits.reshape(theta.shape[0], input_ids.shape[0], -1)
 
-    def logit_jacobians(self, batch: dict[str, Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
+    def logit_jacobians(
+        self, batch: dict[str, Tensor], theta: Tensor, *, contrasts: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Logits at ``theta`` and their per-example Jacobians ``J_i = d f(x_i) / d theta``.
 
         Each input gets its own copy of ``theta`` (:meth:`per_input_logits`), so one
-        backward pass per class yields the rows of all examples at once.
+        backward pass per row yields that row for all examples at once.
 
         Parameters
         ----------
         batch : dict of Tensor of shape (N, T)
         theta : Tensor of shape (D,)
+        contrasts : bool, default=False
+            Return the contrast logits ``g_c = f_c - f_0`` (``g_0 = 0``) and their
+            Jacobians instead. The softmax depends on nothing else, and the
+            Jacobian's first row is zero, so it takes ``C - 1`` backward passes.
 
         Returns
         -------
@@ -253,8 +259,13 @@ class SubspaceClassifierModule(nn.Module):
         with torch.enable_grad():
             thetas = theta.detach().expand(n, -1).clone().requires_grad_(True)
             logits = self.per_input_logits(batch, thetas)
+            if contrasts:
+                logits = logits - logits[:, :1]
+            first = 1 if contrasts else 0
             C = logits.shape[1]
-            rows = [torch.autograd.grad(logits[:, c].sum(), thetas, retain_graph=c < C - 1)[0] for c in range(C)]
+            rows = [torch.zeros_like(thetas)] * first + [
+                torch.autograd.grad(logits[:, c].sum(), thetas, retain_graph=c < C - 1)[0] for c in range(first, C)
+            ]
         return logits.detach(), torch.stack(rows, dim=1)
 
     def adapter_state_dict(self) -> dict[str, Tensor]:

@@ -55,6 +55,8 @@ class Predictive(str, Enum):
     MC = "mc"
     #: Linearised (GLM) predictive: logits sampled from ``N(f(x; mu), J Sigma J^T)``.
     GLM = "glm"
+    #: The GLM predictive's mean in closed form (pairwise probit approximation, no sampling).
+    PROBIT = "probit"
 
 
 class Head(str, Enum):

@@ -17,6 +17,13 @@ from .metrics import expected_calibration_error, reliability_curve
 __all__ = ["plot_reliability", "plot_uncertainty_histograms", "plot_spectrum"]
 
 
+def _tidy(fig):
+    """Tight layout for a figure we made or one without a layout engine; a user's engine is kept."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    return fig
+
+
 def _figure(**kwargs):
     from matplotlib.figure import Figure
 
@@ -62,8 +69,7 @@ def plot_reliability(
         title="Reliability diagram",
     )
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def plot_uncertainty_histograms(
@@ -94,8 +100,7 @@ def plot_uncertainty_histograms(
         ax.hist(b, bins=edges, alpha=0.6, density=True, label="out-of-distribution")
         ax.set(title=key, xlabel="nats", ylabel="density")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def plot_spectrum(source: Any, *, ax: Any = None):
@@ -132,5 +137,4 @@ def plot_spectrum(source: Any, *, ax: Any = None):
         title="Posterior covariance spectrum over the cores",
     )
     ax.legend(fontsize=8)
-    ax.figure.tight_layout()
-    return ax.figure
+    return _tidy(ax.figure)

@@ -20,9 +20,13 @@ __all__ = [
     "predictive_samples",
     "posterior_draws",
     "mc_probabilities",
+    "predictive_mean",
     "glm_probabilities",
+    "linearised_moments",
+    "probit_probabilities",
     "linearised_sample_probs",
     "uncertainty_decomposition",
+    "uncertainty_scores",
     "entropy",
 ]
 
@@ -55,6 +59,33 @@ def uncertainty_decomposition(sample_probs: np.ndarray) -> dict[str, np.ndarray]
     # Clip round-off only: by Jensen, total >= aleatoric exactly.
     epistemic = np.maximum(total - aleatoric, 0.0)
     return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic}
+
+
+def uncertainty_scores(sample_probs: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-input scores one may abstain by or rank unfamiliar inputs with (higher = less certain).
+
+    From per-draw probabilities ``p_s`` (S, N, C), with ``p_bar = mean_s p_s``:
+
+    - ``max_probability``: ``1 - max_c p_bar_c``;
+    - ``total``: ``H[p_bar]``; ``epistemic``: the mutual information (see
+      :func:`uncertainty_decomposition`);
+    - ``logit_variance``: ``(1/C) sum_c Var_s[l_sc]`` of the centred log-probabilities
+      ``l_sc = log p_sc - (1/C) sum_k log p_sk`` (the logits up to their free shift).
+
+    Returns
+    -------
+    dict of ndarrays of shape (N,)
+    """
+    p = np.asarray(sample_probs, dtype=np.float64)
+    logp = np.log(np.clip(p, 1e-300, None))
+    centred = logp - logp.mean(-1, keepdims=True)
+    parts = uncertainty_decomposition(p)
+    return {
+        "max_probability": 1.0 - p.mean(0).max(-1),
+        "total": parts["total"],
+        "epistemic": parts["epistemic"],
+        "logit_variance": centred.var(0).mean(-1),
+    }
 
 
 #: Sequences per forward pass when draws are folded into the batch, by device type. Measured
@@ -121,15 +152,46 @@ def linearised_sample_probs(mean_logits: Tensor, logit_cov: Tensor, eps: Tensor)
     return torch.softmax(logits, dim=-1)
 
 
+def linearised_moments(
+    module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior: GaussianPosterior
+) -> tuple[Tensor, Tensor]:
+    """Mean and covariance of the contrast logits under the linearised (GLM) predictive.
+
+    ``f(x; theta) ~ f(x; mu) + J(x) (theta - mu)`` makes the contrast logits
+    ``g_c = f_c - f_0`` Gaussian, ``N(g(x; mu), J_g Sigma J_g^T)``. The softmax of
+    ``g`` is the softmax of ``f``, so nothing is lost, and ``g_0 = 0`` needs no
+    backward pass: the cost is one forward and ``C - 1`` backward passes per
+    batch. ``J Sigma J^T`` uses the posterior's structure (never a dense
+    ``D x D`` where it has a factor).
+
+    Parameters
+    ----------
+    module : SubspaceClassifierModule
+    batches : iterable of dict, tokenised and on the module's device, in order
+    posterior : GaussianPosterior
+
+    Returns
+    -------
+    mean : Tensor of shape (N, C), float64, first column 0
+    cov : Tensor of shape (N, C, C), float64, first row and column 0
+    """
+    means, covs = [], []
+    mu = posterior.mean.detach()
+    for batch in batches:
+        logits, J = module.logit_jacobians(batch, mu, contrasts=True)
+        with torch.no_grad():
+            covs.append(posterior.quadratic_form(J.double()).cpu())
+        means.append(logits.double().cpu())
+    return torch.cat(means), torch.cat(covs)
+
+
 def glm_probabilities(
     module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior, eps: Tensor
 ) -> np.ndarray:
     """Linearised (GLM) predictive: per-draw probabilities from logit-space samples.
 
-    ``f(x; theta) ~ f(x; mu) + J(x) (theta - mu)`` gives Gaussian logits
-    ``N(f(x; mu), J Sigma J^T)``; ``J Sigma J^T`` uses the posterior's structure
-    (never a dense ``D x D`` where it has a factor). The cost is one forward and
-    ``C`` backward passes per batch, whatever the number of samples.
+    Samples ``g = g(x; mu) + (J Sigma J^T)^{1/2} eps`` of the contrast logits of
+    :func:`linearised_moments`; the number of samples costs no network passes.
 
     Parameters
     ----------
@@ -143,16 +205,45 @@ def glm_probabilities(
     -------
     ndarray of shape (S, N_total, C), float64
     """
-    out, start = [], 0
-    mean = posterior.mean.detach()
-    for batch in batches:
-        logits, J = module.logit_jacobians(batch, mean)
-        with torch.no_grad():
-            cov = posterior.quadratic_form(J.double())
-            n = logits.shape[0]
-            out.append(linearised_sample_probs(logits, cov, eps[:, start : start + n]).cpu())
-        start += n
-    return torch.cat(out, dim=1).numpy()
+    mean, cov = linearised_moments(module, batches, posterior)
+    return linearised_sample_probs(mean, cov, eps).numpy()
+
+
+#: ``lambda`` of the probit approximation ``sigmoid(m / sqrt(1 + lambda v))`` to ``E[sigmoid(x)]``,
+#: ``x ~ N(m, v)`` (MacKay, 1992): matching the slopes of the sigmoid and the probit at 0.
+PROBIT_LAMBDA = np.pi / 8
+
+
+def probit_probabilities(mean_logits: Tensor, logit_cov: Tensor) -> Tensor:
+    """The GLM predictive's mean in closed form: the pairwise (mean-field) probit approximation.
+
+    With Gaussian logits ``f ~ N(m, V)``, each pairwise sigmoid gets its own
+    probit correction (Lu, Ie & Sha, 2020, "Mean-field approximation to
+    Gaussian-softmax integral"):
+
+    ``p_c = 1 / (1 + sum_{k != c} exp(-(m_c - m_k) / sqrt(1 + lambda v_ck)))``,
+    ``v_ck = V_cc + V_kk - 2 V_ck = Var(f_c - f_k)``, ``lambda = pi / 8``,
+
+    renormalised to sum to one. For two classes this is MacKay's probit
+    ``sigmoid(m_d / sqrt(1 + lambda v_d))`` exactly. It depends on ``V`` only
+    through logit differences, so contrast logits give the same result.
+
+    Parameters
+    ----------
+    mean_logits : Tensor of shape (N, C)
+    logit_cov : Tensor of shape (N, C, C)
+
+    Returns
+    -------
+    Tensor of shape (N, C), float64
+    """
+    m, V = mean_logits.double(), logit_cov.double()
+    diag = torch.diagonal(V, dim1=1, dim2=2)
+    var_diff = (diag[:, :, None] + diag[:, None, :] - 2 * V).clamp_min(0.0)  # (N, C, C): Var(f_c - f_k)
+    z = (m[:, :, None] - m[:, None, :]) / torch.sqrt(1 + PROBIT_LAMBDA * var_diff)
+    # 1 / (1 + sum_{k != c} exp(-z_ck)) = 1 / sum_k exp(-z_ck), since z_cc = 0.
+    p = torch.exp(-torch.logsumexp(-z, dim=2))
+    return p / p.sum(1, keepdim=True)
 
 
 @torch.no_grad()
@@ -187,8 +278,9 @@ def predictive_samples(
     batches : iterable of dict
         Tokenised inputs on the module's device: the caller's inputs ``order[0], order[1], ...``.
     posterior : GaussianPosterior
-    predictive : {"mc", "glm"}
-        A point estimate always gets its single forward pass.
+    predictive : {"mc", "glm", "probit"}
+        ``"probit"`` samples like ``"glm"`` (its closed form is a mean, see
+        :func:`predictive_mean`). A point estimate always gets its single forward pass.
     n_samples : int
     generator : torch.Generator
     order : ndarray of shape (N,)
@@ -199,7 +291,7 @@ def predictive_samples(
     -------
     ndarray of shape (S, N, C), float64, rows in the caller's order.
     """
-    if Predictive(predictive) is Predictive.GLM and not isinstance(posterior, PointMass):
+    if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
         eps = torch.randn(n_samples, len(order), n_classes, generator=generator, dtype=torch.float64)
         probs = glm_probabilities(module, batches, posterior, eps[:, order])
     else:
@@ -207,3 +299,29 @@ def predictive_samples(
     out = np.empty_like(probs)
     out[:, order] = probs
     return out
+
+
+def predictive_mean(
+    module: torch.nn.Module,
+    batches: Iterable[dict[str, Tensor]],
+    posterior: GaussianPosterior,
+    *,
+    predictive: str,
+    n_samples: int,
+    generator: torch.Generator,
+    order: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
+    """The predictive probabilities ``p(y | x)``, shape ``(N, C)``, rows in the caller's order.
+
+    The mean of :func:`predictive_samples`, except for ``predictive="probit"``,
+    whose mean is :func:`probit_probabilities` of the linearised moments (no
+    sampling). Parameters as in :func:`predictive_samples`.
+    """
+    if Predictive(predictive) is Predictive.PROBIT and not isinstance(posterior, PointMass):
+        probs = probit_probabilities(*linearised_moments(module, batches, posterior)).numpy()
+        out = np.empty_like(probs)
+        out[order] = probs
+        return out
+    kwargs = dict(predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes)
+    return predictive_samples(module, batches, posterior, **kwargs).mean(0)

@@ -90,3 +90,59 @@ def test_peer_table_gives_verdicts_against_the_targets():
     assert "1.050 | <= 1.05 | met" in rows["fit seconds, our MAP / peft LoRA"]
     assert "1.200 | <= 1.15 | missed" in rows["fit seconds, our VI / peft LoRA"]
     assert "1.200 | <= 1.05 | missed" in rows["predict seconds, our MAP / peft forward"]
+
+
+def test_spectrum_summary_of_known_spectra():
+    ablations = _script("ablations")
+    iso = ablations.spectrum_summary(np.ones(64))
+    assert iso["effective_rank"] == pytest.approx(64) and iso["top4"] == pytest.approx(4 / 64)
+    one = ablations.spectrum_summary(np.r_[5.0, np.zeros(9)])
+    assert one["effective_rank"] == pytest.approx(1) and one["top1"] == 1.0
+    assert ablations.spectrum_summary(np.zeros(8))["top16"] == 0.0  # a point estimate
+
+
+def _cell(acc, ece, nll, rank=10.0):
+    return {"accuracy": acc, "ece": ece, "nll": nll, "fit_seconds": 1.0, "D": 768, "effective_rank": rank,
+            "top1": 0.5, "top4": 0.8, "top16": 0.9}  # fmt: skip
+
+
+def test_ablation_tables_average_over_seeds_and_judge_cov_rank_against_full():
+    ablations = _script("ablations")
+    results = {
+        "projections|sst2|0|svd|8|laplace": _cell(0.8, 0.04, 0.45),
+        "projections|sst2|1|svd|8|laplace": _cell(0.9, 0.06, 0.55),
+        "projections|sst2|0|svd|8|vi": _cell(0.7, 0.05, 0.5),
+        "cov_rank|sst2|0|full": _cell(0.8, 0.040, 0.450),
+        "cov_rank|sst2|0|lowrank k=2": _cell(0.8, 0.044, 0.452),
+        "cov_rank|sst2|0|diag": _cell(0.8, 0.050, 0.452),
+    }
+    table = ablations.projection_table(results)
+    assert "| svd | 8 | 768 | 2 | 0.850 ± 0.050 | 0.050 ± 0.010 | 0.500 ± 0.050 | 0.700 | 0.050 | 0.500 |" in table
+    cov = {line.split(" | ")[0].lstrip("| "): line for line in ablations.cov_rank_table(results).splitlines()}
+    assert "| +0.004 | +0.002 | yes |" in cov["lowrank k=2"] and "| +0.010 | +0.002 | no |" in cov["diag"]
+
+
+def test_ablation_runs_sharing_a_file_keep_each_others_cells(tmp_path):
+    ablations = _script("ablations")
+    path, protocol = tmp_path / "a.json", {"n_train": 1}
+    ablations.save(path, protocol, {"a": 1})
+    merged = ablations.save(path, protocol, {"b": 2})  # another run, started before "a" was written
+    assert merged == {"a": 1, "b": 2}
+    assert ablations.save(path, {"n_train": 2}, {"c": 3}) == {"c": 3}  # another protocol starts over
+
+
+def test_predictive_table_verdicts_need_both_cost_and_quality():
+    pc = _script("predictive_cost")
+    names = list(pc.CANDIDATES)
+    metrics = lambda ece, nll: {"accuracy": 0.8, "ece": ece, "nll": nll}
+    quality = {"sst2|0": {pc.REFERENCE: metrics(0.05, 0.40), **{n: metrics(0.052, 0.403) for n in names}}}
+    quality["sst2|0"]["MC, S=4"] = metrics(0.06, 0.41)
+    timing = {"sst2": {n: 1.0 for n in names} | {"MC, S=16": 16.0, "probit (GLM, closed form)": 1.8}}
+    args = argparse.Namespace(n_train=400, epochs=8, max_length=96, n_test=300, rounds=3)
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in pc.block({"quality": quality, "timing": timing}, args).splitlines()
+    }
+    assert rows["probit (GLM, closed form)"].endswith("| 1.80 | +0.0020 (0.0020) | +0.0030 (0.0030) | +0.0000 | yes |")
+    assert rows["MC, S=16"].endswith("| no |")  # 16x MAP's time
+    assert rows["MC, S=4"].endswith("| no |")  # 0.01 off in ECE

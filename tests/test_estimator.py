@@ -79,7 +79,7 @@ class TestFitPredict:
         np.testing.assert_allclose(q, p[:, perm], atol=1e-6)
         assert np.ptp(p, axis=0).max() > 1e-3  # the draws differ, so a mix-up would show
 
-    @pytest.mark.parametrize("predictive", ["mc", "glm"])
+    @pytest.mark.parametrize("predictive", ["mc", "glm", "probit"])
     def test_length_sorted_batches_are_returned_in_input_order(self, fitted, toy_test, predictive, monkeypatch):
         from subspace_bayes.text import TextInputs
 

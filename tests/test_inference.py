@@ -16,7 +16,7 @@ POSTERIORS = ["map", "vi", "swag", "laplace"]
 
 
 @pytest.mark.parametrize("posterior", POSTERIORS)
-@pytest.mark.parametrize("predictive", ["mc", "glm"])
+@pytest.mark.parametrize("predictive", ["mc", "glm", "probit"])
 def test_every_posterior_through_the_estimator(tiny_bert_dir, toy_data, toy_test, posterior, predictive, tmp_path):
     extra = {"swag_start": 2, "swag_max_snapshots": 5} if posterior == "swag" else {}
     clf = BayesianSubspaceClassifier(

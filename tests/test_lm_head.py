@@ -67,7 +67,7 @@ def test_zero_cores_give_the_lms_next_token_logits_of_the_label_tokens(tiny_llam
 
 
 @pytest.mark.parametrize("posterior", ["map", "vi", "swag", "laplace"])
-@pytest.mark.parametrize("predictive", ["mc", "glm"])
+@pytest.mark.parametrize("predictive", ["mc", "glm", "probit"])
 def test_four_choices_with_every_posterior_and_predictive(tiny_llama_dir, posterior, predictive, tmp_path):
     X, y = _prompts(48, 0)
     X_test, _ = _prompts(12, 1)

@@ -107,3 +107,27 @@ def test_scorers_honour_sample_weight_and_sign():
     assert np.isclose(
         neg_ece_scorer(est, X, y, sample_weight=np.full(40, 2.0)), -expected_calibration_error(y[dup], proba[dup])
     )
+
+
+def test_risk_coverage_aurc_and_accuracy_at_coverage_by_hand():
+    from subspace_bayes.metrics import accuracy_at_coverage, aurc, risk_coverage_curve
+
+    y = np.array([0, 1, 1, 0])
+    p = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.45, 0.55]])  # wrong on the two least certain
+    cov, risk = risk_coverage_curve(y, p)
+    np.testing.assert_allclose(cov, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(risk, [0, 0, 1 / 3, 2 / 4])
+    assert aurc(y, p) == pytest.approx((0 + 0 + 1 / 3 + 1 / 2) / 4)
+    assert accuracy_at_coverage(y, p, 0.5) == 1.0 and accuracy_at_coverage(y, p, 0.6) == pytest.approx(2 / 3)
+    # A score that ranks the errors first is worse; labels map columns as everywhere else.
+    assert aurc(y, p, uncertainty=[3, 2, 1, 0]) > aurc(y, p)
+    assert aurc(np.array(["a", "b", "b", "a"]), p, labels=["a", "b"]) == aurc(y, p)
+    with pytest.raises(ValueError, match="coverage"):
+        accuracy_at_coverage(y, p, 0.0)
+
+
+def test_ood_auroc_orientation():
+    from subspace_bayes.metrics import ood_auroc
+
+    assert ood_auroc([0.1, 0.2], [0.3, 0.4]) == 1.0 and ood_auroc([0.3, 0.4], [0.1, 0.2]) == 0.0
+    assert ood_auroc([0.1, 0.3], [0.2, 0.4]) == 0.75

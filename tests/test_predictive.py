@@ -7,9 +7,13 @@ from subspace_bayes.posteriors import DiagGaussian, PointMass
 from subspace_bayes.predictive import (
     entropy,
     glm_probabilities,
+    linearised_moments,
+    linearised_sample_probs,
     mc_probabilities,
     posterior_draws,
+    predictive_mean,
     predictive_samples,
+    probit_probabilities,
     uncertainty_decomposition,
 )
 
@@ -48,7 +52,7 @@ def test_predictive_samples_return_rows_in_the_callers_order(tiny_module):
     mean = module.posterior.mean.detach()
     q = DiagGaussian.from_moments(mean, torch.full_like(mean, 0.1**2)).double()
     order = np.array([3, 0, 5, 1, 4, 2])  # the order the inputs are fed in (e.g. sorted by length)
-    for predictive in ("mc", "glm"):
+    for predictive in ("mc", "glm", "probit"):
         kwargs = dict(predictive=predictive, n_samples=7, n_classes=3)
         as_given = predictive_samples(
             module, [batch], q, generator=torch.Generator().manual_seed(0), order=np.arange(6), **kwargs
@@ -92,3 +96,86 @@ def test_uncertainty_decomposition_identities():
     assert np.all(u["epistemic"] >= 0) and np.all(u["epistemic"] <= u["total"] + 1e-12)
     same = uncertainty_decomposition(np.repeat(p[:1], 10, axis=0))  # identical draws: no epistemic part
     np.testing.assert_allclose(same["epistemic"], 0.0, atol=1e-12)
+
+
+def test_contrast_jacobians_give_the_same_glm_predictive_with_one_backward_pass_less(tiny_module):
+    module, batch, _ = tiny_module
+    mean = module.posterior.mean.detach()
+    q = DiagGaussian.from_moments(mean, torch.linspace(0.01, 0.2, mean.numel()) ** 2).double()
+    logits, J = module.logit_jacobians(batch, mean)
+    g, Jg = module.logit_jacobians(batch, mean, contrasts=True)
+    torch.testing.assert_close(g, logits - logits[:, :1])
+    torch.testing.assert_close(Jg, J - J[:, :1])  # d(f_c - f_0) = J_c - J_0; row 0 is zero
+    m, V = linearised_moments(module, [batch], q)
+    D = torch.eye(3, dtype=torch.float64) - torch.zeros(3, 3, dtype=torch.float64).index_fill_(1, torch.tensor([0]), 1)
+    full_cov = q.quadratic_form(J.double())  # Cov of f; the contrasts are g = D f with D = I - e e_0^T
+    torch.testing.assert_close(V, D @ full_cov @ D.T)
+    eps = torch.randn(64, 6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # The softmax of g and of f agree in distribution; with eigen square roots the draws differ, so compare moments.
+    by_f = linearised_sample_probs(logits, full_cov, torch.randn(20000, 6, 3, dtype=torch.float64)).mean(0)
+    by_g = linearised_sample_probs(m, V, torch.randn(20000, 6, 3, dtype=torch.float64)).mean(0)
+    torch.testing.assert_close(by_g, by_f, atol=0.01, rtol=0)
+    assert linearised_sample_probs(m, V, eps).shape == (64, 6, 3)
+
+
+def test_probit_is_mackays_sigmoid_for_two_classes_and_exact_without_variance():
+    m = torch.tensor([[0.0, 1.5], [0.0, -0.7]], dtype=torch.float64)
+    V = torch.zeros(2, 2, 2, dtype=torch.float64)
+    V[:, 1, 1] = torch.tensor([2.0, 0.5])
+    p = probit_probabilities(m, V)
+    expected = torch.sigmoid(m[:, 1] / torch.sqrt(1 + np.pi / 8 * V[:, 1, 1]))
+    torch.testing.assert_close(p[:, 1], expected)
+    torch.testing.assert_close(p.sum(1), torch.ones(2, dtype=torch.float64))
+    logits = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(
+        probit_probabilities(logits, torch.zeros(5, 4, 4, dtype=torch.float64)), logits.softmax(1)
+    )
+
+
+def test_probit_is_close_to_the_gaussian_softmax_integral():
+    g = torch.Generator().manual_seed(0)
+    m = 2 * torch.randn(50, 3, generator=g, dtype=torch.float64)
+    A = 0.5 * torch.randn(50, 3, 3, generator=g, dtype=torch.float64)
+    V = A @ A.transpose(1, 2)
+    mc = linearised_sample_probs(m, V, torch.randn(40000, 50, 3, generator=g, dtype=torch.float64)).mean(0)
+    p = probit_probabilities(m, V)
+    # An approximation: close, not exact (variances of logit differences up to about 3 here).
+    assert (p - mc).abs().max() < 0.1
+    assert (p - mc).abs().mean() < 0.015
+    binary = linearised_sample_probs(
+        m[:, :2], V[:, :2, :2], torch.randn(40000, 50, 2, generator=g, dtype=torch.float64)
+    )
+    assert (probit_probabilities(m[:, :2], V[:, :2, :2]) - binary.mean(0)).abs().max() < 0.02  # MacKay's probit
+    # Shifting every logit by one shared Gaussian changes nothing (softmax is shift invariant).
+    shared = V + 3.0 * torch.ones(3, 3, dtype=torch.float64)
+    torch.testing.assert_close(probit_probabilities(m, shared), p)
+
+
+def test_probit_mean_and_glm_samples_share_one_linearisation(tiny_module):
+    module, batch, _ = tiny_module
+    mean = module.posterior.mean.detach()
+    q = DiagGaussian.from_moments(mean, torch.full_like(mean, 0.1**2)).double()
+    kwargs = dict(n_samples=4000, n_classes=3, order=np.arange(6))
+    closed = predictive_mean(module, [batch], q, predictive="probit", generator=torch.Generator(), **kwargs)
+    sampled = predictive_samples(module, [batch], q, predictive="probit", generator=torch.Generator(), **kwargs)
+    np.testing.assert_allclose(closed.sum(1), 1.0)
+    np.testing.assert_allclose(closed, sampled.mean(0), atol=0.02)
+    kwargs["n_samples"] = 8  # MC: network passes per draw
+    mc_mean = predictive_mean(module, [batch], q, predictive="mc", generator=torch.Generator().manual_seed(1), **kwargs)
+    mc = predictive_samples(module, [batch], q, predictive="mc", generator=torch.Generator().manual_seed(1), **kwargs)
+    np.testing.assert_allclose(mc_mean, mc.mean(0))
+
+
+def test_uncertainty_scores_agree_with_their_definitions():
+    from subspace_bayes.predictive import uncertainty_scores
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20, 7, 3))
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    s = uncertainty_scores(p)
+    np.testing.assert_allclose(s["max_probability"], 1 - p.mean(0).max(-1))
+    np.testing.assert_allclose(s["total"], entropy(p.mean(0)))
+    centred = logits - logits.mean(-1, keepdims=True)  # the logits, up to their free shift
+    np.testing.assert_allclose(s["logit_variance"], centred.var(0).mean(-1))
+    same = uncertainty_scores(np.repeat(p[:1], 5, axis=0))
+    np.testing.assert_allclose(same["logit_variance"], 0.0, atol=1e-12)

@@ -42,3 +42,16 @@ def test_plot_spectrum_takes_an_estimator_an_array_or_a_dict(fitted):
     fig = plot_spectrum({"a": np.geomspace(1, 1e-3, 8), "b": fitted})
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert len(labels) == 2 and labels[0].startswith("a: eff. rank")
+
+
+def test_plot_spectrum_keeps_the_layout_engine_of_the_users_figure():
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(layout="constrained")
+    ax = fig.subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tight_layout on a constrained figure warns
+        assert plot_spectrum(np.array([3.0, 1.0, 0.5]), ax=ax) is fig
+    assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine"
