@@ -13,7 +13,11 @@ Methods: MAP (LoRA-XS); MAP + temperature scaling; MC dropout on the MAP model; 
 3 MAP models; VI (diag, lowrank, full); SWAG; Laplace (full, kron, diag) with MC and GLM predictives.
 MAP, temperature scaling, MC dropout and both Laplace variants share one MAP training run per seed
 (Laplace is post-hoc), so they differ only in how they predict. Metrics: accuracy, ECE (15 bins),
-NLL, Brier, OOD AUROC against AG News (by total predictive entropy).
+NLL, Brier; selective prediction (AURC, accuracy at 80% and 90% coverage) and OOD AUROC for each
+score (1 - max probability, total entropy, mutual information, logit variance) against every OOD set
+of the task (SST-2: AG News, MRPC sentences, RTE hypotheses; MRPC/RTE: the other task's pairs and
+SST-2 sentence pairs), with the Mahalanobis distance of the MAP model's pooled features as the
+non-Bayesian reference.
 
 Writes docs/benchmarks.md (the table) and benchmarks/results/quality.json.
 """
@@ -30,14 +34,20 @@ import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import roc_auc_score
 
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.datasets import load_agnews_ood, load_mrpc, load_rte, load_sst2
 from subspace_bayes.inference.laplace import ggn, ggn_eigenvalues, laplace_posterior, tune_prior_precision
-from subspace_bayes.metrics import brier_score, expected_calibration_error, negative_log_likelihood
+from subspace_bayes.metrics import (
+    accuracy_at_coverage,
+    aurc,
+    brier_score,
+    expected_calibration_error,
+    negative_log_likelihood,
+    ood_auroc,
+)
 from subspace_bayes.posteriors import PointMass
-from subspace_bayes.predictive import entropy, mc_probabilities
+from subspace_bayes.predictive import mc_probabilities, uncertainty_scores
 from subspace_bayes.text import TextCollator, TextDataset, coerce_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,69 +133,133 @@ def laplace_variant(lap_clf, X_train, y_train, structure):
     return laplace_posterior(mean.cpu().float(), G, delta)
 
 
-def metrics(y, samples, samples_ood):
-    p, p_ood = samples.mean(0), samples_ood.mean(0)
-    scores = np.r_[entropy(p), entropy(p_ood)]
+SCORES = ("max_probability", "total", "epistemic", "logit_variance")
+
+
+def ood_sets(task: str, glue_dir: Path, n: int, seed: int) -> dict:
+    """Out-of-distribution inputs for a model of ``task``, of the same form (single texts or pairs).
+
+    SST-2 (single sentences): AG News snippets, MRPC's first sentences, RTE's hypotheses.
+    MRPC and RTE (pairs): the other task's pairs, and pairs of SST-2 sentences.
+    """
+    rng = np.random.RandomState(seed)
+    sst2 = load_sst2("validation")[0]
+    pairs = lambda name: (load_mrpc if name == "MRPC" else load_rte)(glue_dir / name / "dev.tsv")[0]
+    if task == "sst2":
+        sets = {
+            "AG News": load_agnews_ood(n=n, random_state=seed),
+            "MRPC sentences": [a for a, _ in pairs("MRPC")],
+            "RTE hypotheses": [b for _, b in pairs("RTE")],
+        }
+    else:
+        other = "RTE" if task == "mrpc" else "MRPC"
+        shuffled = [sst2[i] for i in rng.permutation(len(sst2))]
+        sets = {f"{other} pairs": pairs(other), "SST-2 pairs": list(zip(shuffled[::2], shuffled[1::2], strict=False))}
+    return {name: by_length(cap(X, np.zeros(len(X)), n, seed)[0]) for name, X in sets.items()}
+
+
+def metrics(y, samples, ood_samples: dict) -> dict:
+    """Accuracy, calibration, selective prediction per score, and OOD AUROC per pair and score."""
+    p = samples.mean(0)
+    scores = uncertainty_scores(samples)
+    ood_scores = {name: uncertainty_scores(s) for name, s in ood_samples.items()}
+    selective = {
+        k: {
+            "aurc": aurc(y, p, uncertainty=scores[k]),
+            "acc80": accuracy_at_coverage(y, p, 0.8, uncertainty=scores[k]),
+            "acc90": accuracy_at_coverage(y, p, 0.9, uncertainty=scores[k]),
+        }
+        for k in SCORES
+    }
+    ood = {name: {k: ood_auroc(scores[k], o[k]) for k in SCORES} for name, o in ood_scores.items()}
     return {
         "accuracy": float(np.mean(p.argmax(1) == y)),
         "ece": expected_calibration_error(y, p),
         "nll": negative_log_likelihood(y, p),
         "brier": brier_score(y, p),
-        "ood_auroc": float(roc_auc_score(np.r_[np.zeros(len(p)), np.ones(len(p_ood))], scores)),
+        "ood_auroc": next(iter(ood.values()))["total"],  # the first pair by total entropy, as before
+        "selective": selective,
+        "ood": ood,
     }
 
 
-def run_seed(task, glue_dir, seed, args, X_ood):
+@torch.no_grad()
+def pooled_features(clf, X) -> np.ndarray:
+    """Pooled backbone features at the posterior mean, shape (n, H)."""
+    theta = clf.module_.posterior.mean.detach()[None]
+    return np.concatenate([clf.module_.eval().features(theta, **b).double().cpu().numpy() for b in _batches(clf, X)])
+
+
+def mahalanobis_scores(train: np.ndarray, y: np.ndarray, *evaluate: np.ndarray) -> list[np.ndarray]:
+    """Distance to the nearest class mean under the shared within-class covariance (Lee et al., 2018).
+
+    ``min_c (phi - m_c)^T S^{-1} (phi - m_c)``, with ``S`` the pooled within-class covariance of
+    the training features (plus ``1e-6 tr(S)/H`` on the diagonal).
+    """
+    classes = np.unique(y)
+    means = np.stack([train[y == c].mean(0) for c in classes])
+    centred = train - means[np.searchsorted(classes, y)]
+    S = centred.T @ centred / len(train)
+    S += 1e-6 * np.trace(S) / len(S) * np.eye(len(S))
+    P = np.linalg.inv(S)
+    out = []
+    for phi in evaluate:
+        d = phi[:, None, :] - means[None]
+        out.append(np.einsum("nch,hk,nck->nc", d, P, d).min(1))
+    return out
+
+
+def mahalanobis_reference(clf, X, y, X_test, ood: dict) -> dict:
+    """OOD AUROC of the feature Mahalanobis distance, per OOD set (the non-Bayesian reference)."""
+    train = pooled_features(clf, X)
+    d_test, *d_ood = mahalanobis_scores(
+        train,
+        np.searchsorted(clf.classes_, y),
+        pooled_features(clf, X_test),
+        *(pooled_features(clf, Z) for Z in ood.values()),
+    )
+    return {"ood": {k: {"mahalanobis": ood_auroc(d_test, d)} for k, d in zip(ood, d_ood, strict=True)}}
+
+
+def run_seed(task, glue_dir, seed, args):
     X, y, X_cal, y_cal, X_test, y_test = load_task(task, glue_dir, args.n_train, seed)
     X_test, y_test = by_length(*cap(X_test, y_test, args.n_test, seed))
+    ood = ood_sets(task, glue_dir, args.n_ood, seed)
     S = args.n_samples
     common = dict(max_epochs=args.epochs, n_samples=S, random_state=seed, verbose=0, max_length=args.max_length)
     out, seconds = {}, {}
 
-    def record(name, clf, samples, samples_ood, t):
-        out[name] = metrics(np.searchsorted(clf.classes_, y_test), samples, samples_ood)
+    def record(name, clf, predict, t):
+        """``predict(X) -> (S, n, C)`` on the test set and every OOD set."""
+        y_enc = np.searchsorted(clf.classes_, y_test)
+        out[name] = metrics(y_enc, predict(X_test), {k: predict(v) for k, v in ood.items()})
         seconds[name] = t
 
     t0 = time.perf_counter()
     lap = BayesianSubspaceClassifier(posterior="laplace", **common).fit(X, y)
     t_lap = time.perf_counter() - t0
-    record("MAP (LoRA-XS)", lap, at_mean(lap, X_test), at_mean(lap, X_ood), t_lap)
+    record("MAP (LoRA-XS)", lap, lambda Z: at_mean(lap, Z), t_lap)
+    out["Mahalanobis (MAP features)"] = mahalanobis_reference(lap, X, y, X_test, ood)
     point = lap.module_.posterior  # MAP + temperature and MC dropout need the point estimate
     lap.module_.posterior = PointMass.from_mean(point.mean.detach())
     cal = CalibratedClassifierCV(FrozenEstimator(lap), method="temperature").fit(X_cal, y_cal)
-    record("MAP + temperature", lap, cal.predict_proba(X_test)[None], cal.predict_proba(X_ood)[None], t_lap)
-    record("MC dropout (p=0.1)", lap, mc_dropout(lap, X_test, S=S), mc_dropout(lap, X_ood, S=S), t_lap)
+    record("MAP + temperature", lap, lambda Z: cal.predict_proba(Z)[None], t_lap)
+    record("MC dropout (p=0.1)", lap, lambda Z: mc_dropout(lap, Z, S=S), t_lap)
     lap.module_.posterior = point
-    for predictive in ("mc", "glm"):
-        lap.set_params(predictive=predictive)
-        record(
-            f"Laplace full, {predictive.upper()}",
-            lap,
-            lap.predict_sample_proba(X_test),
-            lap.predict_sample_proba(X_ood),
-            t_lap,
-        )
-    for structure in ("kron", "diag"):
-        lap.module_.posterior = laplace_variant(lap, X, y, structure).to(lap.device_)
+    for structure in ("full", "kron", "diag"):
+        if structure != "full":
+            lap.module_.posterior = laplace_variant(lap, X, y, structure).to(lap.device_)
         for predictive in ("mc", "glm"):
             lap.set_params(predictive=predictive)
-            record(
-                f"Laplace {structure}, {predictive.upper()}",
-                lap,
-                lap.predict_sample_proba(X_test),
-                lap.predict_sample_proba(X_ood),
-                t_lap,
-            )
+            record(f"Laplace {structure}, {predictive.upper()}", lap, lap.predict_sample_proba, t_lap)
 
-    members, t_ens = [at_mean(lap, X_test)], t_lap
-    members_ood = [at_mean(lap, X_ood)]
+    lap.module_.posterior, models, t_ens = PointMass.from_mean(point.mean.detach()), [lap], t_lap
     for k in (1, 2):
         t0 = time.perf_counter()
-        m = BayesianSubspaceClassifier(posterior="map", **{**common, "random_state": 1000 * k + seed}).fit(X, y)
+        member = BayesianSubspaceClassifier(posterior="map", **{**common, "random_state": 1000 * k + seed})
+        models.append(member.fit(X, y))
         t_ens += time.perf_counter() - t0
-        members.append(m.predict_sample_proba(X_test))
-        members_ood.append(m.predict_sample_proba(X_ood))
-    record("Deep ensemble (3 MAP)", lap, np.concatenate(members), np.concatenate(members_ood), t_ens)
+    record("Deep ensemble (3 MAP)", lap, lambda Z: np.concatenate([m.predict_sample_proba(Z) for m in models]), t_ens)
 
     for name, kw in [
         ("VI diag", dict(covariance="diag")),
@@ -194,35 +268,71 @@ def run_seed(task, glue_dir, seed, args, X_ood):
         ("SWAG", dict(posterior="swag")),
     ]:
         t0 = time.perf_counter()
-        clf = BayesianSubspaceClassifier(**{**common, "posterior": "vi", **kw}).fit(X, y)
-        record(name, clf, clf.predict_sample_proba(X_test), clf.predict_sample_proba(X_ood), time.perf_counter() - t0)
+        clf = BayesianSubspaceClassifier(**{**common, "posterior": "vi", "predictive": "mc", **kw}).fit(X, y)
+        record(name, clf, clf.predict_sample_proba, time.perf_counter() - t0)
     return out, seconds
 
 
+def _cell(values: list) -> str:
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return "–"
+    return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def _get(metrics: dict, *path):
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return metrics
+
+
 def table(results: dict) -> str:
-    """Markdown tables, one per dataset: mean ± std over seeds. (Fit seconds stay in the JSON only: the
-    cells run for hours next to other work, so wall-clock times are not comparable; see cost.md.)"""
+    """Markdown tables per dataset, mean ± std over seeds: calibration and selective prediction, then
+    OOD AUROC per OOD set and score. (Fit seconds stay in the JSON only: the cells run for hours next
+    to other work, so wall-clock times are not comparable; see cost.md.)"""
     lines = []
     for task, per_seed in results.items():
         methods = list(per_seed[0]["metrics"])
+        columns = [("accuracy",), ("ece",), ("nll",), ("brier",), ("ood_auroc",)]
+        columns += [("selective", "max_probability", k) for k in ("aurc", "acc80", "acc90")]
         lines += [
             f"### {task} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})",
             "",
-            "| method | accuracy | ECE | NLL | Brier | OOD AUROC |",
-            "|---|---|---|---|---|---|",
+            "| method | accuracy | ECE | NLL | Brier | OOD AUROC | AURC | acc @ 80% | acc @ 90% |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for m in methods:
-            cells = []
-            for key in ("accuracy", "ece", "nll", "brier", "ood_auroc"):
-                v = np.array([r["metrics"][m][key] for r in per_seed])
-                cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            if "accuracy" in per_seed[0]["metrics"][m]:
+                cells = [_cell([_get(r["metrics"][m], *c) for r in per_seed]) for c in columns]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        pairs = list(_get(per_seed[0]["metrics"][methods[0]], "ood") or {})
+        if pairs:
+            lines += [
+                "",
+                f"OOD AUROC ({task} model) per score: 1 − max probability / total entropy / mutual information "
+                "/ logit variance (Mahalanobis: distance of pooled features).",
+                "",
+                "| method | " + " | ".join(pairs) + " |",
+                "|---|" + "---|" * len(pairs),
+            ]
+            for m in methods:
+                row = []
+                for pair in pairs:
+                    keys = ("mahalanobis",) if "accuracy" not in per_seed[0]["metrics"][m] else SCORES
+                    row.append(
+                        " / ".join(_cell([_get(r["metrics"][m], "ood", pair, k) for r in per_seed]) for k in keys)
+                    )
+                lines.append(f"| {m} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 BEGIN, END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
 PROTOCOL = ("n_train", "epochs", "n_samples", "n_test", "n_ood", "max_length")
+#: Bumped when what a cell measures changes (2: OOD sets per task and selective prediction).
+MEASURES = 2
 
 
 def write_markdown(path: Path, args, results: dict) -> None:
@@ -241,7 +351,7 @@ def write_markdown(path: Path, args, results: dict) -> None:
         f"\n\n```bash\n{command}\n```\n\n"
         f"MiniLM-L6 backbone, rank 8, {args.n_train} training examples, {args.epochs} epochs, "
         f"{args.n_samples} posterior samples, at most {args.n_test or 'all'} test examples, "
-        f"{args.n_ood} AG News snippets as OOD, max_length {args.max_length}; "
+        f"{args.n_ood} inputs per OOD set, max_length {args.max_length}; "
         "ECE with 15 equal-width bins; OOD AUROC separates the test set from AG News by predictive entropy. "
         "Mean ± std over the seeds run for each dataset (seeds per dataset: "
         + ", ".join(f"{t} {s}" for t, s in done.items())
@@ -276,7 +386,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--n-samples", type=int, default=16, help="posterior samples per prediction")
     parser.add_argument("--n-test", type=int, default=None, help="cap on test examples (default: all)")
-    parser.add_argument("--n-ood", type=int, default=500)
+    parser.add_argument("--n-ood", type=int, default=300, help="inputs per OOD set")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--glue-dir", type=Path, default=DEFAULT_GLUE)
     parser.add_argument("--fresh", action="store_true", help="ignore cells already in the JSON file")
@@ -289,7 +399,7 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Some inputs are longer than max_length")
-    protocol = {k: getattr(args, k) for k in PROTOCOL}
+    protocol = {**{k: getattr(args, k) for k in PROTOCOL}, "measures": MEASURES}
     results = stored_results(args.output, protocol, args.fresh)
     if args.table_only:
         if not results:
@@ -297,14 +407,13 @@ def main() -> None:
         write_markdown(args.markdown, args, results)
         print(table(results))
         return
-    X_ood = by_length(load_agnews_ood(n=args.n_ood))
     for seed in args.seeds:  # seed-major: every dataset gets a first seed before any gets a second
         for task in args.datasets:
             if any(r["seed"] == seed for r in results.get(task, [])):
                 continue
             print(f"[quality] {task}, seed {seed}", flush=True)
             t0 = time.perf_counter()
-            m, s = run_seed(task, args.glue_dir, seed, args, X_ood)
+            m, s = run_seed(task, args.glue_dir, seed, args)
             results.setdefault(task, []).append({"seed": seed, "metrics": m, "seconds": s})
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps({"protocol": protocol, "results": results}, indent=2))

@@ -267,10 +267,11 @@ def predictive_samples(
 ) -> np.ndarray:
     """Per-draw class probabilities ``(S, N, C)`` for inputs fed in the order ``order``, in the caller's order.
 
-    All randomness comes from ``generator`` and is tied to each input's
-    position in the caller's order, not to how inputs were sorted or batched:
-    the same draws of ``theta`` serve every batch (MC), and the GLM noise of
-    input ``i`` is row ``i`` of one ``(S, N, C)`` draw.
+    All randomness comes from ``generator`` and is shared by every input, so a
+    row depends only on its own input, not on how inputs were ordered, sorted
+    or batched: the same draws of ``theta`` serve every batch (MC), and the same
+    ``S`` standard-normal vectors ``eps_s`` give every input's logit-space draws
+    ``g(x; mu) + (J Sigma J^T)^{1/2} eps_s`` (GLM).
 
     Parameters
     ----------
@@ -292,8 +293,8 @@ def predictive_samples(
     ndarray of shape (S, N, C), float64, rows in the caller's order.
     """
     if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
-        eps = torch.randn(n_samples, len(order), n_classes, generator=generator, dtype=torch.float64)
-        probs = glm_probabilities(module, batches, posterior, eps[:, order])
+        eps = torch.randn(n_samples, 1, n_classes, generator=generator, dtype=torch.float64)
+        probs = glm_probabilities(module, batches, posterior, eps.expand(-1, len(order), -1))
     else:
         probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator))
     out = np.empty_like(probs)

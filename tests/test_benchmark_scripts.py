@@ -146,3 +146,43 @@ def test_predictive_table_verdicts_need_both_cost_and_quality():
     assert rows["probit (GLM, closed form)"].endswith("| 1.80 | +0.0020 (0.0020) | +0.0030 (0.0030) | +0.0000 | yes |")
     assert rows["MC, S=16"].endswith("| no |")  # 16x MAP's time
     assert rows["MC, S=4"].endswith("| no |")  # 0.01 off in ECE
+
+
+def test_quality_metrics_hold_selective_and_ood_scores_and_the_table_shows_them(quality):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    confident = np.where(y[:, None] == np.arange(2), 0.9, 0.1)
+    samples = np.repeat(confident[None], 4, axis=0)
+    samples[:, :20] = samples[:, :20, ::-1]  # 20 confident mistakes
+    ood = rng.dirichlet([1, 1], size=(4, 50))  # diffuse and disagreeing draws
+    m = quality.metrics(y, samples, {"AG News": ood})
+    assert m["accuracy"] == pytest.approx(0.9) and set(m["selective"]) == set(quality.SCORES)
+    assert m["ood"]["AG News"]["total"] > 0.9 and m["ood"]["AG News"]["epistemic"] > 0.9
+    assert m["ood_auroc"] == m["ood"]["AG News"]["total"]
+    results = {
+        "sst2": [
+            {"seed": 0, "metrics": {"VI": m, "Mahalanobis (MAP features)": {"ood": {"AG News": {"mahalanobis": 0.7}}}}}
+        ]
+    }
+    text = quality.table(results)
+    assert "| VI | 0.900 |" in text and "| Mahalanobis (MAP features) | 0.700 |" in text
+    assert "| method | AG News |" in text
+
+
+def test_mahalanobis_scores_rank_far_points_last(quality):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    train = rng.normal(size=(200, 3)) + 4 * y[:, None]
+    near, far = quality.mahalanobis_scores(train, y, np.array([[0.0, 0, 0], [4, 4, 4]]), np.array([[20.0, -20, 0]]))
+    assert near.max() < 1.0 and far[0] > 100
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "glue").is_dir(), reason="needs ../shared/data (GLUE files)")
+def test_ood_sets_have_the_form_of_the_task(quality):
+    glue = ROOT.parent / "shared" / "data" / "glue"
+    single = quality.ood_sets("sst2", glue, 20, 0)
+    assert set(single) == {"AG News", "MRPC sentences", "RTE hypotheses"}
+    assert all(len(X) == 20 and all(isinstance(x, str) for x in X) for X in single.values())
+    paired = quality.ood_sets("mrpc", glue, 20, 0)
+    assert set(paired) == {"RTE pairs", "SST-2 pairs"}
+    assert all(len(X) == 20 and all(isinstance(x, tuple) and len(x) == 2 for x in X) for X in paired.values())

@@ -71,7 +71,7 @@ class TestFitPredict:
         assert other.batch_size == 5
 
     def test_each_row_depends_only_on_its_text_not_on_the_order(self, fitted, toy_test):
-        # MC draws theta once per call, so a row's probabilities follow its text wherever it stands.
+        # The draws (of theta, or of the logit noise) are shared by all rows: a row follows its text wherever it stands.
         X = toy_test[0]
         perm = np.random.RandomState(0).permutation(len(X))
         p = fitted.predict_sample_proba(X)
