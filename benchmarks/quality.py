@@ -10,7 +10,8 @@ runs (``--fresh`` starts over). The table in docs/benchmarks.md is rewritten bet
 every cell; the rest of that page is left alone.
 
 Methods: MAP (LoRA-XS); MAP + temperature scaling; MC dropout on the MAP model; a deep ensemble of
-3 MAP models; VI (diag, lowrank, full); SWAG; Laplace (full, kron, diag) with MC and GLM predictives.
+3 MAP models; VI (diag, lowrank, full, and lowrank with ``bayesian_head=True``), SWAG (all with the
+MC predictive); Laplace (full, kron, diag) with MC and GLM predictives.
 MAP, temperature scaling, MC dropout and both Laplace variants share one MAP training run per seed
 (Laplace is post-hoc), so they differ only in how they predict. Metrics: accuracy, ECE (15 bins),
 NLL, Brier; selective prediction (AURC, accuracy at 80% and 90% coverage) and OOD AUROC for each
@@ -265,6 +266,7 @@ def run_seed(task, glue_dir, seed, args):
         ("VI diag", dict(covariance="diag")),
         ("VI lowrank (k=4)", dict(covariance="lowrank")),
         ("VI full", dict(covariance="full")),
+        ("VI lowrank, Bayesian head", dict(covariance="lowrank", bayesian_head=True)),
         ("SWAG", dict(posterior="swag")),
     ]:
         t0 = time.perf_counter()

@@ -117,6 +117,7 @@ class TrainingHooksMixin:
                 pooling=self.pooling,
                 generator=torch.Generator().manual_seed(self.seed_),
                 precision=self.precision,
+                bayesian_head=self.bayesian_head,
             )
 
     def initialize_module(self):
@@ -137,7 +138,7 @@ class TrainingHooksMixin:
         kwargs = self.get_params_for("optimizer")
         kwargs.pop("lr", None)
         groups = [{**group, "weight_decay": 0.0} for group in self.module_.posterior.parameter_groups(self.lr)]
-        head = [p for p in self.module_.head.parameters() if p.requires_grad]  # none for head="lm"
+        head = [p for p in self.module_.head.parameters() if p.requires_grad]  # none for "lm" or a Bayesian head
         if head:
             groups.append({"params": head, "lr": self.head_lr, "weight_decay": self.weight_decay})
         self.optimizer_ = self.optimizer(groups, lr=self.lr, **kwargs)

@@ -36,7 +36,7 @@ from ._validation import (
 from .callbacks import progress
 from .inference import ELBOLoss, make_inference
 from .module import SubspaceClassifierModule
-from .options import Precision
+from .options import Head, Precision
 from .predictive import predictive_mean, predictive_samples, uncertainty_decomposition
 from .projections import needs_input_moments
 from .serialization import fit_key
@@ -81,6 +81,13 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     label_tokens : dict or None, default=None
         ``head="lm"``: class -> its single-token string (e.g. ``{"A": " A"}``);
         None uses the class names themselves.
+    bayesian_head : bool, default=False
+        Put the linear head's weights and bias into ``theta`` with the cores, so
+        the posterior (VI, SWAG, Laplace) and the predictive cover both: ``D``
+        grows by ``(H + 1) * C`` (385 per class on MiniLM). The head is then
+        regularised by the prior, not by ``weight_decay``, and learns at ``lr``.
+        Needs ``head="linear"``; Laplace with ``laplace_structure="kron"`` covers
+        only the cores, so use ``"full"`` or ``"diag"``.
     rank : int, default=8
         ``r``, the size of each core.
     projection : str, default="svd"
@@ -210,6 +217,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         tokenizer: Any = None,
         head: str = "linear",
         label_tokens: dict | None = None,
+        bayesian_head: bool = False,
         rank: int = 8,
         projection: str = "svd",
         posterior: str = "vi",
@@ -255,6 +263,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.tokenizer = tokenizer
         self.head = head
         self.label_tokens = label_tokens
+        self.bayesian_head = bayesian_head
         self.rank = rank
         self.projection = projection
         self.posterior = posterior
@@ -336,6 +345,10 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     def _validate_hyperparameters(self) -> None:
         params = {k: getattr(self, k) for k in self._parameter_constraints}
         validate_parameters(type(self).__name__, params, self._parameter_constraints)
+        if self.bayesian_head and Head(self.head) is Head.LM:
+            raise InvalidParameterError("bayesian_head=True needs head='linear': the LM head is the frozen LM's own.")
+        if self.bayesian_head and (reason := make_inference(params).cannot_cover_head()):
+            raise InvalidParameterError(reason)
         if self.prior_std == "auto" and not make_inference(params).trains_a_distribution:
             raise InvalidParameterError(
                 f"prior_std='auto' is empirical Bayes inside VI; posterior={self.posterior!r} needs a float "

@@ -52,6 +52,11 @@ class SubspaceClassifierModule(nn.Module):
         next-token logits of those tokens at the last position (``pooling="last"``).
     precision : {"fp32", "bf16", "fp16"}, default="fp32"
         Autocast precision of the backbone's forward pass (:attr:`precision`).
+    bayesian_head : bool, default=False
+        Put the linear head into ``theta`` after the cores: ``(H + 1) * C`` more
+        entries, the ``C x (H + 1)`` matrix ``[W | b]`` row-major, so every
+        posterior and predictive covers cores and head together. The
+        :attr:`head` module then only supplies the initial value.
 
     Notes
     -----
@@ -77,6 +82,7 @@ class SubspaceClassifierModule(nn.Module):
         input_moments: dict[str, Tensor] | None = None,
         precision: str = "fp32",
         head_weight: Tensor | None = None,
+        bayesian_head: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -89,17 +95,26 @@ class SubspaceClassifierModule(nn.Module):
             generator=generator,
             input_moments=input_moments,
         )
-        self.n_theta = sum(a.n_core for a in adapters)
-        self.posterior: GaussianPosterior = make_posterior(
-            self.n_theta, covariance, cov_rank=cov_rank, init_std=init_std, generator=generator
-        )
         config = backbone.config
+        if bayesian_head and head_weight is not None:
+            raise ValueError("bayesian_head=True needs a trained linear head (head='linear'), not the LM's own.")
         self.pooling = default_pooling(config.model_type) if pooling == Pooling.AUTO else Pooling(pooling).value
         self.head = nn.Linear(config.hidden_size, n_classes)
         if head_weight is not None:  # the LM's own next-token logits of the label tokens: a frozen head
             self.head = nn.Linear(config.hidden_size, n_classes, bias=False)
             self.head.weight = nn.Parameter(head_weight.detach().float().clone(), requires_grad=False)
             self.pooling = Pooling.LAST.value
+        #: Entries of ``theta`` that are cores; with ``bayesian_head`` the head's ``[W | b]`` follows them.
+        self.n_core = sum(a.n_core for a in adapters)
+        self.bayesian_head = bool(bayesian_head)
+        self.n_theta = self.n_core + (n_classes * (config.hidden_size + 1) if self.bayesian_head else 0)
+        self.posterior: GaussianPosterior = make_posterior(
+            self.n_theta, covariance, cov_rank=cov_rank, init_std=init_std, generator=generator
+        )
+        if self.bayesian_head:
+            self.head.requires_grad_(False)
+            with torch.no_grad():  # start where a point-estimate head would: its initial [W | b]
+                self.posterior.loc[self.n_core :] = self._augmented_head().flatten()
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
         #: the KL and the head stay in float32. A plain attribute: it may change between calls.
         self.precision = Precision(precision).value
@@ -198,10 +213,31 @@ class SubspaceClassifierModule(nn.Module):
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden.float(), mask, self.pooling)
 
+    def _augmented_head(self) -> Tensor:
+        """The point-estimate head as one ``C x (H + 1)`` matrix ``[W | b]``."""
+        W = self.head.weight.detach().float()
+        b = self.head.bias.detach().float() if self.head.bias is not None else W.new_zeros(W.shape[0])
+        return torch.cat([W, b[:, None]], dim=1)
+
+    def head_logits(self, feats: Tensor, theta: Tensor) -> Tensor:
+        """Logits ``(S * N, C)`` of pooled features ``(S * N, H)`` (sample-major) under draws ``theta`` (S, D).
+
+        A point-estimate head ignores ``theta``. A Bayesian head reads draw
+        ``s``'s ``[W_s | b_s]`` from ``theta[s, n_core:]``: ``f = W_s phi + b_s``
+        for the ``N = rows / S`` features of that draw (with one draw per input,
+        ``S = N`` and row ``i`` uses draw ``i``).
+        """
+        if not self.bayesian_head:
+            return self.head(feats.to(self.head.weight.dtype))
+        S, (rows, H) = theta.shape[0], feats.shape
+        Wb = theta[:, self.n_core :].reshape(S, -1, H + 1)  # (S, C, H + 1)
+        phi = feats.to(theta.dtype).reshape(S, rows // S, H)
+        return (torch.einsum("snh,sch->snc", phi, Wb[..., :H]) + Wb[:, None, :, H]).reshape(rows, -1)
+
     def per_input_logits(self, batch: dict[str, Tensor], thetas: Tensor) -> Tensor:
         """Logits ``(N, C)`` with draw ``thetas[i]`` applied to input ``i`` only."""
         feats = self.features(thetas, draw_per_input=True, **batch)
-        return self.head(feats.to(self.head.weight.dtype))
+        return self.head_logits(feats, thetas)
 
     def forward(
         self,
@@ -230,8 +266,7 @@ class SubspaceClassifierModule(nn.Module):
         if theta is None:
             theta = self.sample_theta(n_samples, generator)
         feats = self.features(theta, input_ids, attention_mask, token_type_ids=token_type_ids)
-        logits = self.head(feats.to(self.head.weight.dtype))
-        return logits.reshape(theta.shape[0], input_ids.shape[0], -1)
+        return self.head_logits(feats, theta).reshape(theta.shape[0], input_ids.shape[0], -1)
 
     def logit_jacobians(
         self, batch: dict[str, Tensor], theta: Tensor, *, contrasts: bool = False

@@ -79,6 +79,10 @@ class InferenceMethod:
     #: The estimator parameters this method reads, as ``{estimator name: field name}``.
     parameters: ClassVar[Mapping[str, str]] = {}
 
+    def cannot_cover_head(self) -> str | None:
+        """Why this method cannot put a posterior on the head too (``bayesian_head=True``); None if it can."""
+        return None
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> InferenceMethod:
         """Build the method from the estimator's flat parameters (only the ones it reads)."""

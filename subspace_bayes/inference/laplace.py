@@ -285,6 +285,13 @@ class Laplace(InferenceMethod):
     prior_precision: float | str = "auto"
     result: LaplaceFit | None = field(default=None, init=False, repr=False)
 
+    def cannot_cover_head(self) -> str | None:
+        if LaplaceStructure(self.structure) is LaplaceStructure.KRON:
+            return (
+                "laplace_structure='kron' (K-FAC) covers the cores only; with bayesian_head=True use 'full' or 'diag'."
+            )
+        return None
+
     def restart(self, posterior: GaussianPosterior) -> GaussianPosterior:
         # Continue from the posterior mean as a point estimate; the approximation is rebuilt.
         return PointMass.from_mean(posterior.mean.detach())

@@ -1,0 +1,104 @@
+"""bayesian_head=True: the linear head's [W | b] joins the cores in theta."""
+
+import numpy as np
+import pytest
+import torch
+
+from subspace_bayes import BayesianSubspaceClassifier
+from subspace_bayes._validation import InvalidParameterError
+from subspace_bayes.inference.laplace import ggn
+from subspace_bayes.module import SubspaceClassifierModule
+
+from conftest import tiny_bert_config, tiny_kwargs
+
+C = 3
+
+
+def _modules():
+    """The same tiny backbone and head initialisation, with a point-estimate and a Bayesian head."""
+    from transformers import AutoModel
+
+    out = []
+    for bayesian in (False, True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            backbone = AutoModel.from_config(tiny_bert_config(100)).eval()
+            out.append(
+                SubspaceClassifierModule(backbone, C, rank=2, covariance=None, bayesian_head=bayesian).double().eval()
+            )
+    return out
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 100, (6, 7), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, -2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}, torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def test_theta_holds_the_head_after_the_cores_and_starts_at_the_heads_initial_value():
+    point, bayes = _modules()
+    H = point.head.in_features
+    assert bayes.n_theta == point.n_theta + C * (H + 1) and bayes.n_core == point.n_theta
+    batch, _ = _batch()
+    with torch.no_grad():
+        theta = torch.zeros(2, bayes.n_theta, dtype=torch.float64)
+        theta[:, bayes.n_core :] = bayes.posterior.loc[bayes.n_core :]
+        torch.testing.assert_close(bayes(**batch, theta=theta), point(**batch, theta=theta[:, : point.n_theta]))
+        # A different head per draw: draw s uses its own [W_s | b_s].
+        theta[1, bayes.n_core :] = torch.randn(C * (H + 1), dtype=torch.float64)
+        out = bayes(**batch, theta=theta)
+        feats = bayes.features(theta[1:], **batch).double()
+        Wb = theta[1, bayes.n_core :].reshape(C, H + 1)
+        torch.testing.assert_close(out[1], feats @ Wb[:, :H].T + Wb[:, H])
+    assert not any(p.requires_grad for p in bayes.head.parameters())
+
+
+def test_ggn_over_the_head_block_is_the_sum_of_softmax_hessians_kron_features():
+    _, module = _modules()
+    batch, labels = _batch()
+    with torch.no_grad():
+        module.posterior.loc.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+    theta = module.posterior.loc.detach()
+    G, _, n = ggn(module, [{**batch, "labels": labels}], theta, "full")
+    with torch.no_grad():
+        phi = module.features(theta[None], **batch)  # (N, H)
+        p = torch.softmax(module(**batch, theta=theta[None])[0], -1)
+    phi1 = torch.cat([phi, torch.ones(len(phi), 1, dtype=phi.dtype)], dim=1)  # [phi, 1] for [W | b]
+    expected = sum(
+        torch.kron(torch.diag(pi) - torch.outer(pi, pi), torch.outer(f, f)) for pi, f in zip(p, phi1, strict=True)
+    )
+    head = slice(module.n_core, module.n_theta)
+    # Exact up to the float32 pooled features.
+    torch.testing.assert_close(G[head, head], expected.double(), rtol=1e-4, atol=1e-7)
+    assert n == 6 and G[: module.n_core, head].abs().max() > 0  # cores and head are coupled in the full GGN
+
+
+@pytest.mark.parametrize("posterior", ["vi", "swag", "laplace", "map"])
+def test_every_posterior_covers_the_head(tiny_bert_dir, toy_data, toy_test, posterior):
+    extra = {"swag_start": 2, "swag_max_snapshots": 5} if posterior == "swag" else {}
+    clf = BayesianSubspaceClassifier(
+        **tiny_kwargs(tiny_bert_dir, posterior=posterior, bayesian_head=True, max_epochs=5, **extra)
+    ).fit(*toy_data)
+    module = clf.module_
+    H = module.head.in_features
+    assert clf.n_theta_ == module.n_core + 2 * (H + 1)
+    initial = module._augmented_head().flatten()  # the nn.Linear keeps the initial value only
+    assert not torch.allclose(module.posterior.mean.detach()[module.n_core :].cpu(), initial)  # the head learnt
+    p = clf.predict_proba(toy_test[0])
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-9)
+    assert (clf.score(*toy_test) > 0.5) or posterior == "laplace"
+    if posterior != "map":
+        spectrum = clf.posterior_spectrum()
+        assert spectrum[module.n_core :].size and spectrum.max() > 0
+        assert clf.predict_uncertainty(toy_test[0])["epistemic"].max() > 0
+
+
+def test_bayesian_head_options_that_cannot_work_say_so(tiny_bert_dir, toy_data):
+    with pytest.raises(InvalidParameterError, match="kron"):
+        BayesianSubspaceClassifier(
+            **tiny_kwargs(tiny_bert_dir, posterior="laplace", laplace_structure="kron", bayesian_head=True)
+        ).fit(*toy_data)
+    with pytest.raises(InvalidParameterError, match="head='linear'"):
+        BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, head="lm", bayesian_head=True)).fit(*toy_data)
