@@ -102,3 +102,17 @@ def test_bayesian_head_options_that_cannot_work_say_so(tiny_bert_dir, toy_data):
         ).fit(*toy_data)
     with pytest.raises(InvalidParameterError, match="head='linear'"):
         BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, head="lm", bayesian_head=True)).fit(*toy_data)
+
+
+def test_a_bayesian_head_round_trips_through_save_adapter_and_pickle(tiny_bert_dir, toy_data, toy_test, tmp_path):
+    import joblib
+
+    from subspace_bayes import load_adapter
+
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, bayesian_head=True, max_epochs=3)).fit(*toy_data)
+    p = clf.predict_proba(toy_test[0])
+    again = load_adapter(clf.save_adapter(tmp_path / "adapter"))
+    assert again.bayesian_head and again.n_theta_ == clf.n_theta_
+    np.testing.assert_allclose(again.predict_proba(toy_test[0]), p, atol=1e-6)
+    joblib.dump(clf, tmp_path / "m.joblib")
+    np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict_proba(toy_test[0]), p, atol=1e-10)
