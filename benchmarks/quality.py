@@ -48,7 +48,7 @@ from subspace_bayes.metrics import (
     ood_auroc,
 )
 from subspace_bayes.posteriors import PointMass
-from subspace_bayes.predictive import mc_probabilities, uncertainty_scores
+from subspace_bayes.predictive import UNCERTAINTY_SCORES, mc_probabilities, uncertainty_scores
 from subspace_bayes.text import TextCollator, TextDataset, coerce_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def laplace_variant(lap_clf, X_train, y_train, structure):
     return laplace_posterior(mean.cpu().float(), G, delta)
 
 
-SCORES = ("max_probability", "total", "epistemic", "logit_variance")
+SCORES = UNCERTAINTY_SCORES
 
 
 def ood_sets(task: str, glue_dir: Path, n: int, seed: int) -> dict:

@@ -27,6 +27,7 @@ __all__ = [
     "linearised_sample_probs",
     "uncertainty_decomposition",
     "uncertainty_scores",
+    "UNCERTAINTY_SCORES",
     "entropy",
 ]
 
@@ -59,6 +60,10 @@ def uncertainty_decomposition(sample_probs: np.ndarray) -> dict[str, np.ndarray]
     # Clip round-off only: by Jensen, total >= aleatoric exactly.
     epistemic = np.maximum(total - aleatoric, 0.0)
     return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic}
+
+
+#: The keys of :func:`uncertainty_scores`, in the order tables show them.
+UNCERTAINTY_SCORES = ("max_probability", "total", "epistemic", "logit_variance")
 
 
 def uncertainty_scores(sample_probs: np.ndarray) -> dict[str, np.ndarray]:
