@@ -117,7 +117,7 @@ def test_ablation_tables_average_over_seeds_and_judge_cov_rank_against_full():
         "cov_rank|sst2|0|diag": _cell(0.8, 0.050, 0.452),
     }
     table = ablations.projection_table(results)
-    assert "| svd | 8 | 768 | 2 | 0.850 ± 0.050 | 0.050 ± 0.010 | 0.500 ± 0.050 | 0.700 | 0.050 | 0.500 |" in table
+    assert "| svd | 8 | 768 | 2 | 0.850 ± 0.050 | 0.050 ± 0.010 | 0.500 ± 0.050 | 0.700 | 0.050 | 0.500 |\n" in table
     cov = {line.split(" | ")[0].lstrip("| "): line for line in ablations.cov_rank_table(results).splitlines()}
     assert "| +0.004 | +0.002 | yes |" in cov["lowrank k=2"] and "| +0.010 | +0.002 | no |" in cov["diag"]
 
@@ -186,3 +186,12 @@ def test_ood_sets_have_the_form_of_the_task(quality):
     paired = quality.ood_sets("mrpc", glue, 20, 0)
     assert set(paired) == {"RTE pairs", "SST-2 pairs"}
     assert all(len(X) == 20 and all(isinstance(x, tuple) and len(x) == 2 for x in X) for X in paired.values())
+
+
+def test_directions_off_the_bulk_count_the_low_rank_part_of_a_covariance():
+    ablations = _script("ablations")
+    assert ablations.off_bulk(np.ones(100)) == 0
+    laplace_like = 1 / (np.r_[np.full(5, 50.0), np.zeros(95)] + 1.0)  # (G + I)^{-1}, G of rank 5
+    assert ablations.off_bulk(laplace_like) == 5
+    spiked = np.r_[np.full(3, 10.0), np.full(97, 0.1)]  # s I + rank-3 term
+    assert ablations.off_bulk(spiked) == 3 and ablations.spectrum_summary(spiked)["off_bulk"] == 3
