@@ -350,9 +350,10 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         validate_parameters(type(self).__name__, params, self._parameter_constraints)
         if self.bayesian_head and Head(self.head) is Head.LM:
             raise InvalidParameterError("bayesian_head=True needs head='linear': the LM head is the frozen LM's own.")
-        if self.bayesian_head and (reason := make_inference(params).cannot_cover_head()):
+        method = make_inference(params)
+        if self.bayesian_head and (reason := method.cannot_cover_head()):
             raise InvalidParameterError(reason)
-        if self.prior_std == "auto" and not make_inference(params).trains_a_distribution:
+        if self.prior_std == "auto" and not method.trains_a_distribution:
             raise InvalidParameterError(
                 f"prior_std='auto' is empirical Bayes inside VI; posterior={self.posterior!r} needs a float "
                 "prior_std (Laplace tunes its own prior_precision='auto')."

@@ -259,6 +259,15 @@ def posterior_draws(posterior: GaussianPosterior, n_samples: int, generator: tor
     return posterior.rsample(n_samples, generator=generator)
 
 
+def _in_callers_order(probs: np.ndarray, order: np.ndarray, axis: int) -> np.ndarray:
+    """Rows fed in the order ``order`` (along ``axis``) put back where the caller had them."""
+    out = np.empty_like(probs)
+    index = [slice(None)] * probs.ndim
+    index[axis] = order
+    out[tuple(index)] = probs
+    return out
+
+
 def predictive_samples(
     module: torch.nn.Module,
     batches: Iterable[dict[str, Tensor]],
@@ -302,9 +311,7 @@ def predictive_samples(
         probs = glm_probabilities(module, batches, posterior, eps.expand(-1, len(order), -1))
     else:
         probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator))
-    out = np.empty_like(probs)
-    out[:, order] = probs
-    return out
+    return _in_callers_order(probs, order, axis=1)
 
 
 def predictive_mean(
@@ -326,8 +333,6 @@ def predictive_mean(
     """
     if Predictive(predictive) is Predictive.PROBIT and not isinstance(posterior, PointMass):
         probs = probit_probabilities(*linearised_moments(module, batches, posterior)).numpy()
-        out = np.empty_like(probs)
-        out[order] = probs
-        return out
+        return _in_callers_order(probs, order, axis=0)
     kwargs = dict(predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes)
     return predictive_samples(module, batches, posterior, **kwargs).mean(0)
