@@ -195,3 +195,33 @@ def test_directions_off_the_bulk_count_the_low_rank_part_of_a_covariance():
     assert ablations.off_bulk(laplace_like) == 5
     spiked = np.r_[np.full(3, 10.0), np.full(97, 0.1)]  # s I + rank-3 term
     assert ablations.off_bulk(spiked) == 3 and ablations.spectrum_summary(spiked)["off_bulk"] == 3
+
+
+def _quality_cell(acc, ece, nll, aurc, ood):
+    selective = {"max_probability": {"aurc": aurc}}
+    ood = {"AG News": {"max_probability": ood}}
+    return {"accuracy": acc, "ece": ece, "nll": nll, "selective": selective, "ood": ood}
+
+
+def test_verdicts_check_each_target_against_map(quality):
+    metrics = {
+        "MAP (LoRA-XS)": _quality_cell(0.80, 0.10, 0.50, 0.10, 0.70),
+        "MAP + temperature": _quality_cell(0.80, 0.04, 0.45, 0.10, 0.70),
+        quality.DEFAULT_ROW: _quality_cell(0.795, 0.05, 0.46, 0.11, 0.71),
+    }
+    text, met, total = quality.verdicts({"sst2": [{"seed": 0, "metrics": metrics}]})
+    # ECE ratio 0.5 met, ECE 0.05 > 0.04 missed, NLL met, -0.5 pt met, AURC missed, OOD met
+    assert (met, total) == (4, 6)
+    row = "| sst2 | 0 | ✓ 0.50 | ✗ 0.050 vs 0.040 | ✓ 0.460 vs 0.500 | ✓ -0.5 pt | ✗ 0.110 vs 0.100 | "
+    row += "✓ 0.710 vs 0.700 |"
+    assert row in text
+    assert "OOD ≥ MAP: AG News" in text
+
+
+def test_save_merges_cells_written_by_another_run(quality, tmp_path):
+    path, protocol = tmp_path / "q.json", {"n_train": 1}
+    quality.save(path, protocol, {"sst2": [{"seed": 1, "metrics": {}}]})
+    merged = quality.save(path, protocol, {"sst2": [{"seed": 0, "metrics": {}}], "rte": [{"seed": 0, "metrics": {}}]})
+    assert [r["seed"] for r in merged["sst2"]] == [0, 1] and list(merged) == ["sst2", "rte"]
+    assert quality.stored_results(path, protocol) == merged
+    assert quality.stored_results(path, {"n_train": 2}) == {}  # another protocol starts over

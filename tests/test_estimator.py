@@ -47,6 +47,16 @@ class TestFitPredict:
         np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-12)
         assert np.all(p >= 0)
 
+    @pytest.mark.parametrize("predictive", ["mc", "glm"])
+    def test_predict_proba_is_the_mean_of_the_same_draws(self, fitted, toy_test, predictive):
+        # what lets the demo (and a user) compute the draws once for both the mean and the scores
+        fitted.set_params(predictive=predictive)
+        try:
+            p, samples = fitted.predict_proba(toy_test[0]), fitted.predict_sample_proba(toy_test[0])
+        finally:
+            fitted.set_params(predictive="mc")
+        np.testing.assert_allclose(p, samples.mean(0), atol=1e-12)
+
     def test_predict_is_argmax_of_predict_proba(self, fitted, toy_test):
         p = fitted.predict_proba(toy_test[0])
         assert np.array_equal(fitted.predict(toy_test[0]), fitted.classes_[p.argmax(1)])
