@@ -39,6 +39,7 @@ from sklearn.frozen import FrozenEstimator
 
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.datasets import load_agnews_ood, load_mrpc, load_rte, load_sst2
+from subspace_bayes.feature_distance import fit_feature_gaussian, mahalanobis_distance
 from subspace_bayes.inference.laplace import ggn, ggn_eigenvalues, laplace_posterior, tune_prior_precision
 from subspace_bayes.metrics import (
     accuracy_at_coverage,
@@ -207,35 +208,18 @@ def pooled_features(clf, X) -> np.ndarray:
     return np.concatenate([clf.module_.eval().features(theta, **b).double().cpu().numpy() for b in _batches(clf, X)])
 
 
-def mahalanobis_scores(train: np.ndarray, y: np.ndarray, *evaluate: np.ndarray) -> list[np.ndarray]:
-    """Distance to the nearest class mean under the shared within-class covariance (Lee et al., 2018).
-
-    ``min_c (phi - m_c)^T S^{-1} (phi - m_c)``, with ``S`` the pooled within-class covariance of
-    the training features (plus ``1e-6 tr(S)/H`` on the diagonal).
-    """
-    classes = np.unique(y)
-    means = np.stack([train[y == c].mean(0) for c in classes])
-    centred = train - means[np.searchsorted(classes, y)]
-    S = centred.T @ centred / len(train)
-    S += 1e-6 * np.trace(S) / len(S) * np.eye(len(S))
-    P = np.linalg.inv(S)
-    out = []
-    for phi in evaluate:
-        d = phi[:, None, :] - means[None]
-        out.append(np.einsum("nch,hk,nck->nc", d, P, d).min(1))
-    return out
-
-
 def mahalanobis_reference(clf, X, y, X_test, ood: dict) -> dict:
-    """OOD AUROC of the feature Mahalanobis distance, per OOD set (the non-Bayesian reference)."""
-    train = pooled_features(clf, X)
-    d_test, *d_ood = mahalanobis_scores(
-        train,
-        np.searchsorted(clf.classes_, y),
-        pooled_features(clf, X_test),
-        *(pooled_features(clf, Z) for Z in ood.values()),
+    """OOD AUROC of the feature Mahalanobis distance, per OOD set (the non-Bayesian reference).
+
+    :func:`subspace_bayes.feature_distance.mahalanobis_distance` of the pooled features at the
+    posterior mean of ``clf``: what ``predict_uncertainty(X)["feature_distance"]`` returns.
+    """
+    stats = fit_feature_gaussian(
+        torch.from_numpy(pooled_features(clf, X)), torch.from_numpy(np.searchsorted(clf.classes_, y)), len(clf.classes_)
     )
-    return {"ood": {k: {"mahalanobis": ood_auroc(d_test, d)} for k, d in zip(ood, d_ood, strict=True)}}
+    distance = lambda Z: mahalanobis_distance(torch.from_numpy(pooled_features(clf, Z)), **stats).numpy()
+    d_test = distance(X_test)
+    return {"ood": {k: {"mahalanobis": ood_auroc(d_test, distance(Z))} for k, Z in ood.items()}}
 
 
 def run_seed(task, glue_dir, seed, args):

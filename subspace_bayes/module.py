@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .adapters import ProjectedLinear, collect_input_moments, dense_weight, inject_adapters, named_adapters
 from .backbones import default_pooling, pool
 from .draw_sharing import draw_independent_prefix, shared_across_draws
+from .feature_distance import FeatureGaussian
 from .options import Pooling, Precision
 from .posteriors import GaussianPosterior, make_posterior
 from .projections import make_projection
@@ -115,6 +116,8 @@ class SubspaceClassifierModule(nn.Module):
             self.head.requires_grad_(False)
             with torch.no_grad():  # start where a point-estimate head would: its initial [W | b]
                 self.posterior.loc[self.n_core :] = self._augmented_head().flatten()
+        #: Class means and shared covariance of the training features (set by the estimator's fit).
+        self.feature_gaussian = FeatureGaussian()
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
         #: the KL and the head stay in float32. A plain attribute: it may change between calls.
         self.precision = Precision(precision).value
@@ -154,14 +157,17 @@ class SubspaceClassifierModule(nn.Module):
             adapter.set_projection(proj)
 
     def load_adapter_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Load what :meth:`adapter_state_dict` returned (posterior, head, bases).
+        """Load what :meth:`adapter_state_dict` returned (posterior, head, bases, feature statistics).
 
         Raises
         ------
         ValueError
             If the keys or shapes do not fit this module (another backbone or configuration).
         """
-        expected = set(self.adapter_state_dict())
+        prefix = "feature_gaussian."
+        features = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        expected = {k for k in self.adapter_state_dict() if not k.startswith(prefix)}
         if set(state) != expected:
             raise ValueError(
                 "The saved adapter does not fit this backbone/configuration: "
@@ -171,6 +177,8 @@ class SubspaceClassifierModule(nn.Module):
             self.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches
             raise ValueError(f"The saved adapter does not fit this backbone: {exc}") from None
+        if features:  # optional: adapters saved by earlier versions have none (no feature distance then)
+            self.feature_gaussian.set_statistics(features)
 
     def sample_theta(self, n_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """``n_samples`` draws of ``theta`` from the posterior, shape ``(S, D)``."""
@@ -304,7 +312,7 @@ class SubspaceClassifierModule(nn.Module):
         return logits.detach(), torch.stack(rows, dim=1)
 
     def adapter_state_dict(self) -> dict[str, Tensor]:
-        """Everything learned or derived at fit time: posterior, head and adapter bases.
+        """Everything learned or derived at fit time: posterior, head, adapter bases, feature statistics.
 
         The frozen backbone weights are left out; they are re-loaded by name.
         Keys are those of :meth:`state_dict`.
@@ -313,4 +321,5 @@ class SubspaceClassifierModule(nn.Module):
         state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
         for name, adapter in named_adapters(self.backbone):
             state.update({f"backbone.{name}.{k}": v for k, v in adapter.named_buffers(recurse=False)})
+        state.update({f"feature_gaussian.{k}": v for k, v in self.feature_gaussian.state_dict().items()})
         return state

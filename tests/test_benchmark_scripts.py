@@ -169,14 +169,6 @@ def test_quality_metrics_hold_selective_and_ood_scores_and_the_table_shows_them(
     assert "| method | AG News |" in text
 
 
-def test_mahalanobis_scores_rank_far_points_last(quality):
-    rng = np.random.default_rng(0)
-    y = np.repeat([0, 1], 100)
-    train = rng.normal(size=(200, 3)) + 4 * y[:, None]
-    near, far = quality.mahalanobis_scores(train, y, np.array([[0.0, 0, 0], [4, 4, 4]]), np.array([[20.0, -20, 0]]))
-    assert near.max() < 1.0 and far[0] > 100
-
-
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "glue").is_dir(), reason="needs ../shared/data (GLUE files)")
 def test_ood_sets_have_the_form_of_the_task(quality):
     glue = ROOT.parent / "shared" / "data" / "glue"
