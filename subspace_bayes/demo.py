@@ -60,6 +60,14 @@ METHOD_LABELS = {
 }
 
 
+#: The score of the features rather than the predictive: ``predict_feature_distance``.
+FEATURE_SCORE = "feature_distance"
+
+
+def _with_feature_distance(clf, X, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {**scores, FEATURE_SCORE: clf.predict_feature_distance(X)}
+
+
 def _row(name, y, proba, scores_in, scores_out, fit_s, predict_s) -> dict[str, Any]:
     """Metrics of one method: calibration, selective prediction and OOD AUROC per uncertainty score."""
     return {
@@ -70,7 +78,7 @@ def _row(name, y, proba, scores_in, scores_out, fit_s, predict_s) -> dict[str, A
         "brier": brier_score(y, proba),
         "aurc": aurc(y, proba),
         "accuracy_at_90": accuracy_at_coverage(y, proba, 0.9),
-        **{f"ood_auroc_{k}": ood_auroc(scores_in[k], scores_out[k]) for k in UNCERTAINTY_SCORES},
+        **{f"ood_auroc_{k}": ood_auroc(scores_in[k], scores_out[k]) for k in (*UNCERTAINTY_SCORES, FEATURE_SCORE)},
         "fit_seconds": fit_s,
         "predict_seconds": predict_s,
     }
@@ -124,7 +132,10 @@ def _run_method(key: str, data: _DemoData, common: dict[str, Any], fitted: dict[
         t0 = time.perf_counter()
         p_val, p_ood = model.predict_proba(data.X_val), model.predict_proba(data.X_ood)
         predict_s = time.perf_counter() - t0
-        return p_val, uncertainty_scores(p_val[None]), uncertainty_scores(p_ood[None]), fit_s, predict_s
+        u_val, u_ood = uncertainty_scores(p_val[None]), uncertainty_scores(p_ood[None])
+        # temperature scaling leaves the features alone: the MAP model's distances
+        u_val[FEATURE_SCORE], u_ood[FEATURE_SCORE] = fitted["map_distances"]
+        return p_val, u_val, u_ood, fit_s, predict_s
     clf = BayesianSubspaceClassifier(posterior=key, **common)
     t0 = time.perf_counter()
     clf.fit(data.X_train, data.y_train)
@@ -140,7 +151,10 @@ def _run_method(key: str, data: _DemoData, common: dict[str, Any], fitted: dict[
         p_val = s_val.mean(0)
         predict_s = time.perf_counter() - t0
     s_ood = clf.predict_sample_proba(data.X_ood)
-    return p_val, uncertainty_scores(s_val), uncertainty_scores(s_ood), fit_s, predict_s
+    u_val = _with_feature_distance(clf, data.X_val, uncertainty_scores(s_val))
+    u_ood = _with_feature_distance(clf, data.X_ood, uncertainty_scores(s_ood))
+    fitted[f"{key}_distances"] = u_val[FEATURE_SCORE], u_ood[FEATURE_SCORE]
+    return p_val, u_val, u_ood, fit_s, predict_s
 
 
 def _write_outputs(out: Path, rows: list[dict], meta: dict, y_val: np.ndarray, probas: dict, uncertainties: dict):
@@ -210,6 +224,7 @@ _COLUMNS = [
     ("ood_auroc_total", "OOD AUROC (total)", "{:.3f}"),
     ("ood_auroc_epistemic", "OOD AUROC (epistemic)", "{:.3f}"),
     ("ood_auroc_logit_variance", "OOD AUROC (logit var.)", "{:.3f}"),
+    ("ood_auroc_feature_distance", "OOD AUROC (feature dist.)", "{:.3f}"),
     ("fit_seconds", "fit s", "{:.0f}"),
     ("predict_seconds", "predict s", "{:.0f}"),
 ]
@@ -236,7 +251,8 @@ def _markdown(rows, meta) -> str:
         f"{cfg['max_epochs']} epochs, {cfg['n_samples']} posterior samples; metrics on {meta['n_validation']} "
         f"SST-2 validation sentences; OOD AUROC against {meta['n_ood']} AG News snippets, per uncertainty "
         "score (1 − max probability, total entropy, epistemic = mutual information, variance of the logits "
-        "over draws). AURC: area under the risk–coverage curve when abstaining by 1 − max probability "
+        "over draws, and the feature distance of `predict_feature_distance`). AURC: area under the "
+        "risk–coverage curve when abstaining by 1 − max probability "
         "(lower is better); acc @ 90%: accuracy on the 90% most confident sentences. "
         "predict s: the posterior draws on the validation sentences, whose mean is `predict_proba` (the "
         "time of one `predict_proba` call; the same draws give the scores). "

@@ -558,8 +558,36 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         """
         out = uncertainty_decomposition(self.predict_sample_proba(X))
         if self.module_.feature_gaussian.fitted:
-            out["feature_distance"] = self._predict_with(feature_distances, X)
+            out["feature_distance"] = self.predict_feature_distance(X)
         return out
+
+    def predict_feature_distance(self, X: Any) -> np.ndarray:
+        """How unfamiliar each input is: Mahalanobis distance of its features from the training data.
+
+        ``min_c (phi(x) - m_c)^T S^{-1} (phi(x) - m_c)`` with ``phi`` the pooled
+        backbone features at the posterior mean, ``m_c`` the class means and
+        ``S`` the shared within-class covariance of the training split, both
+        stored by :meth:`fit` (:mod:`subspace_bayes.feature_distance`). Costs one
+        forward pass (a MAP prediction). Larger = less like the training data;
+        the training inputs themselves average about the feature dimension ``H``.
+
+        Returns
+        -------
+        ndarray of shape (n_texts,)
+
+        Raises
+        ------
+        RuntimeError
+            For an adapter saved by an earlier version, which has no feature
+            statistics: refit, or fit the statistics again with ``partial_fit``.
+        """
+        self.check_is_fitted()
+        if not self.module_.feature_gaussian.fitted:
+            raise RuntimeError(
+                "This model has no feature statistics (an adapter saved by an earlier version): refit it, "
+                "or call partial_fit(X_train, y_train) with max_epochs=0 to compute them."
+            )
+        return self._predict_with(feature_distances, X)
 
 
 def load_adapter(path: str | os.PathLike, **overrides: Any) -> BayesianSubspaceClassifier:

@@ -102,7 +102,7 @@ def test_feature_distance_survives_pickle_and_save_adapter(fitted, toy_test, tmp
     )
 
 
-def test_an_adapter_without_feature_statistics_still_loads(fitted, toy_test, tmp_path):
+def test_an_adapter_without_feature_statistics_still_loads(fitted, toy_data, toy_test, tmp_path):
     from safetensors.torch import load_file, save_file
 
     fitted.save_adapter(tmp_path / "a")
@@ -114,3 +114,11 @@ def test_an_adapter_without_feature_statistics_still_loads(fitted, toy_test, tmp
     loaded = load_adapter(tmp_path / "a")
     u = loaded.predict_uncertainty(toy_test[0])
     assert "feature_distance" not in u and set(u) == {"total", "aleatoric", "epistemic"}
+    with pytest.raises(RuntimeError, match="partial_fit"):
+        loaded.predict_feature_distance(toy_test[0])
+    before = loaded.predict_proba(toy_test[0])
+    loaded.set_params(max_epochs=0).partial_fit(*toy_data)  # what the error suggests: statistics, no training
+    np.testing.assert_allclose(loaded.predict_proba(toy_test[0]), before)
+    np.testing.assert_allclose(
+        loaded.predict_feature_distance(toy_test[0]), fitted.predict_feature_distance(toy_test[0]), rtol=1e-5
+    )
