@@ -217,3 +217,18 @@ def test_save_merges_cells_written_by_another_run(quality, tmp_path):
     assert [r["seed"] for r in merged["sst2"]] == [0, 1] and list(merged) == ["sst2", "rte"]
     assert quality.stored_results(path, protocol) == merged
     assert quality.stored_results(path, {"n_train": 2}) == {}  # another protocol starts over
+
+
+def test_ood_verdict_by_feature_distance_falls_back_to_the_map_features(quality, monkeypatch):
+    monkeypatch.setattr(quality, "OOD_SCORE", quality.FEATURE_SCORE)
+    metrics = {
+        "MAP (LoRA-XS)": _quality_cell(0.80, 0.10, 0.50, 0.10, 0.70),
+        "MAP + temperature": _quality_cell(0.80, 0.04, 0.45, 0.10, 0.70),
+        quality.DEFAULT_ROW: _quality_cell(0.80, 0.04, 0.45, 0.10, 0.60),
+        quality.REFERENCE_ROW: {"ood": {"AG News": {"mahalanobis": 0.9}}},
+    }
+    text, _, _ = quality.verdicts({"sst2": [{"seed": 0, "metrics": metrics}]})
+    assert "✓ 0.900† vs 0.700" in text
+    metrics[quality.DEFAULT_ROW]["ood"]["AG News"][quality.FEATURE_SCORE] = 0.65  # the row's own wins
+    text, _, _ = quality.verdicts({"sst2": [{"seed": 0, "metrics": metrics}]})
+    assert "✗ 0.650 vs 0.700" in text
