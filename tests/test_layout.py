@@ -97,3 +97,12 @@ def test_only_the_inference_package_branches_on_the_posterior():
                 if any(isinstance(v, str) and v in names for v in constants):
                     offenders.append(f"{file.name}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_docs_hold_no_control_characters():
+    # A LaTeX string written without r"" turns \t, \b, \f, \v, \a into control characters that the
+    # page renders as garbage (\top, \big, \frac, \varphi, \approx); this once shipped in method.md.
+    root = PACKAGE.parent
+    pages = [*root.joinpath("docs").rglob("*.md"), root / "README.md"]
+    bad = {p.name: sorted({repr(c) for c in p.read_text() if ord(c) < 32 and c not in "\n\r"}) for p in pages}
+    assert not {name: chars for name, chars in bad.items() if chars}
