@@ -95,6 +95,7 @@ def run_cell(params: dict, data: tuple, args) -> dict:
         max_length=args.max_length,
         n_samples=args.n_samples,
         bucket_by_length=True,
+        bayesian_head=False,  # the head as in the stored cells, whatever the estimator's default
         verbose=0,
         **params,
     )

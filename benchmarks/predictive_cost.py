@@ -72,7 +72,12 @@ def fit(task: str, seed: int, args):
     X, y, _, _, X_test, y_test = load_task(task, args.glue_dir, args.n_train, seed)
     X_test, y_test = by_length(*cap(X_test, y_test, args.n_test, seed))
     clf = BayesianSubspaceClassifier(
-        max_epochs=args.epochs, max_length=args.max_length, bucket_by_length=True, random_state=seed, verbose=0
+        max_epochs=args.epochs,
+        max_length=args.max_length,
+        bucket_by_length=True,
+        bayesian_head=False,  # the posterior the stored cells measured, whatever the estimator's default
+        random_state=seed,
+        verbose=0,
     ).fit(X, y)
     return clf, X_test, np.searchsorted(clf.classes_, y_test)
 
