@@ -24,7 +24,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "tokenizer": [Options((None,)), Custom(lambda v: isinstance(v, str) or callable(v), "a tokenizer name or object")],
     "head": [one_of(Head)],
     "label_tokens": [Options((None,)), Custom(lambda v: isinstance(v, dict) and len(v) > 0, "a non-empty dict")],
-    "bayesian_head": [Options((True, False))],
+    "bayesian_head": [Options((True, False, "auto"))],
     "rank": [Interval("int", 1, None)],
     "projection": [
         Custom(

@@ -117,7 +117,7 @@ class TrainingHooksMixin:
                 pooling=self.pooling,
                 generator=torch.Generator().manual_seed(self.seed_),
                 precision=self.precision,
-                bayesian_head=self.bayesian_head,
+                bayesian_head=self._bayesian_head(),
             )
 
     def initialize_module(self):

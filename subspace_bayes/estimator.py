@@ -12,6 +12,7 @@ class.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,7 +38,7 @@ from .callbacks import progress
 from .feature_distance import collect_features, feature_distances, fit_feature_gaussian
 from .inference import ELBOLoss, make_inference
 from .module import SubspaceClassifierModule
-from .options import Head, Precision
+from .options import Head, Posterior, Precision
 from .predictive import predictive_mean, predictive_samples, uncertainty_decomposition
 from .projections import needs_input_moments
 from .serialization import fit_key
@@ -82,13 +83,18 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     label_tokens : dict or None, default=None
         ``head="lm"``: class -> its single-token string (e.g. ``{"A": " A"}``);
         None uses the class names themselves.
-    bayesian_head : bool, default=False
+    bayesian_head : bool or "auto", default="auto"
         Put the linear head's weights and bias into ``theta`` with the cores, so
         the posterior (VI, SWAG, Laplace) and the predictive cover both: ``D``
         grows by ``(H + 1) * C`` (385 per class on MiniLM). The head is then
         regularised by the prior, not by ``weight_decay``, and learns at ``lr``.
         Needs ``head="linear"``; Laplace with ``laplace_structure="kron"`` covers
-        only the cores, so use ``"full"`` or ``"diag"``.
+        only the cores, so use ``"full"`` or ``"diag"``. ``"auto"`` is True for
+        ``posterior="vi"`` with the linear head and a fixed ``prior_std``, the
+        combination measured to calibrate and abstain better than a
+        point-estimate head (docs/benchmarks.md), and False otherwise. With a large ``lr`` (0.1)
+        the head's entries in ``theta`` train badly: keep ``lr`` near 1e-2 or
+        set ``bayesian_head=False``.
     rank : int, default=8
         ``r``, the size of each core.
     projection : str, default="svd"
@@ -110,7 +116,11 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         (``posterior="vi"`` only) is empirical Bayes inside VI: at every step
         ``sigma_p^2 = (||mu||^2 + tr Sigma) / D``, the ELBO's optimum; the value
         reached is ``prior_std_``. (SWAG trains with a fixed prior; Laplace tunes
-        its own ``prior_precision``.)
+        its own ``prior_precision``.) One ``sigma_p`` shared by cores and a
+        Bayesian head shrinks the head towards zero: with ``bayesian_head=True``
+        it fell to the base rate on SST-2 and RTE (docs/benchmarks.md), so
+        ``bayesian_head="auto"`` keeps the head out of ``theta`` then, and
+        ``True`` warns.
     kl_weight : float, default=1.0
         ``beta`` in ``NLL + beta * KL / N``.
     init_std : float, default=0.05
@@ -221,7 +231,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         tokenizer: Any = None,
         head: str = "linear",
         label_tokens: dict | None = None,
-        bayesian_head: bool = False,
+        bayesian_head: bool | str = "auto",
         rank: int = 8,
         projection: str = "svd",
         posterior: str = "vi",
@@ -341,6 +351,13 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         _sk_check_is_fitted(self, "classes_inferred_")
         return self.classes_inferred_
 
+    def _bayesian_head(self) -> bool:
+        """``bayesian_head`` resolved: ``"auto"`` is True for VI with the linear head (see the docstring)."""
+        if self.bayesian_head == "auto":  # the measured combination only (a fixed prior: see prior_std)
+            linear_vi = Posterior(self.posterior) is Posterior.VI and Head(self.head) is Head.LINEAR
+            return linear_vi and self.prior_std != "auto"
+        return bool(self.bayesian_head)
+
     @property
     def n_theta_(self) -> int:
         self.check_is_fitted()
@@ -349,11 +366,18 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     def _validate_hyperparameters(self) -> None:
         params = {k: getattr(self, k) for k in self._parameter_constraints}
         validate_parameters(type(self).__name__, params, self._parameter_constraints)
-        if self.bayesian_head and Head(self.head) is Head.LM:
+        if self.bayesian_head is True and Head(self.head) is Head.LM:
             raise InvalidParameterError("bayesian_head=True needs head='linear': the LM head is the frozen LM's own.")
         method = make_inference(params)
-        if self.bayesian_head and (reason := method.cannot_cover_head()):
+        if self.bayesian_head is True and (reason := method.cannot_cover_head()):
             raise InvalidParameterError(reason)
+        if self.prior_std == "auto" and self.bayesian_head is True:
+            warnings.warn(
+                "prior_std='auto' with bayesian_head=True: one empirical-Bayes prior for cores and head shrank "
+                "the head to the base rate in our benchmarks; use a fixed prior_std (e.g. 1.0) or bayesian_head=False.",
+                UserWarning,
+                stacklevel=3,
+            )
         if self.prior_std == "auto" and not method.trains_a_distribution:
             raise InvalidParameterError(
                 f"prior_std='auto' is empirical Bayes inside VI; posterior={self.posterior!r} needs a float "

@@ -116,3 +116,29 @@ def test_a_bayesian_head_round_trips_through_save_adapter_and_pickle(tiny_bert_d
     np.testing.assert_allclose(again.predict_proba(toy_test[0]), p, atol=1e-6)
     joblib.dump(clf, tmp_path / "m.joblib")
     np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict_proba(toy_test[0]), p, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({}, True),  # the default: VI with the linear head and a fixed prior
+        ({"posterior": "map"}, False),
+        ({"posterior": "swag"}, False),
+        ({"posterior": "laplace"}, False),
+        ({"head": "lm"}, False),
+        ({"prior_std": "auto"}, False),  # one EB prior for cores and head collapses the head
+        ({"posterior": "laplace", "bayesian_head": True}, True),
+        ({"bayesian_head": False}, False),
+    ],
+)
+def test_auto_puts_the_head_in_theta_where_it_was_measured_to_help(params, expected):
+    assert BayesianSubspaceClassifier(**params)._bayesian_head() is expected
+
+
+def test_the_default_fits_a_bayesian_head_and_an_eb_prior_with_it_warns(tiny_bert_dir, toy_data):
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, bayesian_head="auto", lr=1e-2, max_epochs=2))
+    clf.fit(*toy_data)
+    assert clf.module_.bayesian_head and clf.n_theta_ == clf.module_.n_core + 2 * (32 + 1)
+    eb_with_head = tiny_kwargs(tiny_bert_dir, bayesian_head=True, prior_std="auto", max_epochs=1)
+    with pytest.warns(UserWarning, match="base rate"):
+        BayesianSubspaceClassifier(**eb_with_head).fit(*toy_data)
