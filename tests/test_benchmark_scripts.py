@@ -195,7 +195,8 @@ def _quality_cell(acc, ece, nll, aurc, ood):
     return {"accuracy": acc, "ece": ece, "nll": nll, "selective": selective, "ood": ood}
 
 
-def test_verdicts_check_each_target_against_map(quality):
+def test_verdicts_check_each_target_against_map(quality, monkeypatch):
+    monkeypatch.setattr(quality, "OOD_SCORE", "max_probability")
     metrics = {
         "MAP (LoRA-XS)": _quality_cell(0.80, 0.10, 0.50, 0.10, 0.70),
         "MAP + temperature": _quality_cell(0.80, 0.04, 0.45, 0.10, 0.70),
