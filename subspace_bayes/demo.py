@@ -54,7 +54,7 @@ class DemoConfig:
 METHOD_LABELS = {
     "map": "MAP (LoRA-XS)",
     "map+temperature": "MAP + temperature scaling",
-    "vi": "VI, low-rank covariance",
+    "vi": "VI, low-rank covariance, Bayesian head",
     "swag": "SWAG (B-LoRA-XS)",
     "laplace": "Laplace, full GGN (L-LoRA-XS)",
 }
