@@ -165,10 +165,8 @@ def _write_outputs(out: Path, rows: list[dict], meta: dict, y_val: np.ndarray, p
     plot_reliability(y_val, probas).savefig(out / "reliability.png", dpi=120)
     bayes = [k for k in uncertainties if "VI" in k] or list(uncertainties)
     u_in, u_out = uncertainties[bayes[0]]  # uncertainty_scores of the validation and OOD texts
-    fig = plot_uncertainty_histograms(
-        {"total": u_in["total"], "epistemic": u_in["epistemic"]},
-        {"total": u_out["total"], "epistemic": u_out["epistemic"]},
-    )
+    keys = ("total", "epistemic", FEATURE_SCORE)
+    fig = plot_uncertainty_histograms({k: u_in[k] for k in keys}, {k: u_out[k] for k in keys})
     fig.suptitle(f"{bayes[0]}: SST-2 validation vs AG News", fontsize=9)
     fig.savefig(out / "uncertainty.png", dpi=120)
 

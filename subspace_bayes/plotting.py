@@ -72,6 +72,10 @@ def plot_reliability(
     return _tidy(fig)
 
 
+#: Axis labels of the scores that are not entropies (``predict_uncertainty``'s feature distance).
+_UNITS = {"feature_distance": "squared Mahalanobis distance"}
+
+
 def plot_uncertainty_histograms(
     in_dist: Mapping[str, np.ndarray], out_dist: Mapping[str, np.ndarray], *, bins: int = 30, axes: Any = None
 ):
@@ -98,7 +102,7 @@ def plot_uncertainty_histograms(
         edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=bins)
         ax.hist(a, bins=edges, alpha=0.6, density=True, label="in-distribution")
         ax.hist(b, bins=edges, alpha=0.6, density=True, label="out-of-distribution")
-        ax.set(title=key, xlabel="nats", ylabel="density")
+        ax.set(title=key, xlabel=_UNITS.get(key, "nats"), ylabel="density")
         ax.legend(fontsize=8)
     return _tidy(fig)
 

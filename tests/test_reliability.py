@@ -89,3 +89,12 @@ def test_random_predict_inputs_never_crash_inside_torch(fitted, X):
         assert "row" in str(exc) or "empty" in str(exc)
         return
     assert p.shape == (len(X), 2)
+
+
+def test_uncertainty_histograms_label_each_score_in_its_unit():
+    from subspace_bayes.plotting import plot_uncertainty_histograms
+
+    rng = np.random.RandomState(0)
+    scores = {"total": rng.rand(10), "feature_distance": 40 * rng.rand(10)}
+    fig = plot_uncertainty_histograms(scores, {k: v + 1 for k, v in scores.items()})
+    assert [ax.get_xlabel() for ax in fig.axes] == ["nats", "squared Mahalanobis distance"]
