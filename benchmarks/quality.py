@@ -380,7 +380,7 @@ def verdicts(results: dict, row: str = DEFAULT_ROW) -> tuple[str, int, int]:
                 continue
             d, b, t = m[row], m["MAP (LoRA-XS)"], m["MAP + temperature"]
             checks = [
-                (d["ece"] / b["ece"] <= 0.5, f"{d['ece'] / b['ece']:.2f}"),
+                (d["ece"] / b["ece"] <= 0.5, f"{d['ece'] / b['ece']:.3f}"),
                 (d["ece"] <= t["ece"], f"{d['ece']:.3f} vs {t['ece']:.3f}"),
                 (d["nll"] < b["nll"], f"{d['nll']:.3f} vs {b['nll']:.3f}"),
                 (d["accuracy"] >= b["accuracy"] - 0.01, f"{100 * (d['accuracy'] - b['accuracy']):+.1f} pt"),

@@ -205,7 +205,7 @@ def test_verdicts_check_each_target_against_map(quality, monkeypatch):
     text, met, total = quality.verdicts({"sst2": [{"seed": 0, "metrics": metrics}]})
     # ECE ratio 0.5 met, ECE 0.05 > 0.04 missed, NLL met, -0.5 pt met, AURC missed, OOD met
     assert (met, total) == (4, 6)
-    row = "| sst2 | 0 | ✓ 0.50 | ✗ 0.050 vs 0.040 | ✓ 0.460 vs 0.500 | ✓ -0.5 pt | ✗ 0.110 vs 0.100 | "
+    row = "| sst2 | 0 | ✓ 0.500 | ✗ 0.050 vs 0.040 | ✓ 0.460 vs 0.500 | ✓ -0.5 pt | ✗ 0.110 vs 0.100 | "
     row += "✓ 0.710 vs 0.700 |"
     assert row in text
     assert "OOD ≥ MAP: AG News" in text
