@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .predictive import _in_callers_order
+
 __all__ = ["FeatureGaussian", "fit_feature_gaussian", "mahalanobis_distance", "MAX_RANK"]
 
 #: Eigen-directions of ``S`` kept exactly; the rest share their mean eigenvalue. 1024 keeps encoders
@@ -159,6 +161,4 @@ def feature_distances(
     """
     theta = module.posterior.mean.detach()[None]
     dist = torch.cat([module.feature_gaussian(module.features(theta, **b)) for b in batches]).numpy()
-    out = np.empty_like(dist)
-    out[order] = dist
-    return out
+    return _in_callers_order(dist, order, axis=0)
