@@ -36,7 +36,7 @@ from subspace_bayes.metrics import expected_calibration_error, negative_log_like
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cost import write_block  # one marked-block page update for every benchmark
-from quality import DEFAULT_GLUE, by_length, cap, load_task, stored_results  # the quality grid's data and files
+from quality import DEFAULT_GLUE, by_length, cap, device_name, load_task, stored_results  # the grid's data
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTIONS = ("svd", "whitened_svd", "dct", "random", "svd+dct:0.5")
@@ -110,6 +110,7 @@ def run_cell(params: dict, data: tuple, args) -> dict:
         "ece": expected_calibration_error(y_enc, p),
         "nll": negative_log_likelihood(y_enc, p),
         "fit_seconds": seconds,
+        "device": device_name(),
         "D": int(lam.size),
         **spectrum_summary(lam),
     }

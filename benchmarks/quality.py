@@ -56,6 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE = ROOT.parent / "shared" / "data" / "glue"
 
 
+def device_name() -> str:
+    """Where a cell ran, for the JSON: the GPU's name, or the CPU and its cores."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+
+
 def load_task(name: str, glue_dir: Path, n_train: int, seed: int):
     """(X_train, y_train, X_cal, y_cal, X_test, y_test); the calibration split comes out of the training file."""
     rng = np.random.RandomState(seed)
@@ -502,7 +507,7 @@ def main() -> None:
             print(f"[quality] {task}, seed {seed}", flush=True)
             t0 = time.perf_counter()
             m, s = run_seed(task, args.glue_dir, seed, args)
-            results.setdefault(task, []).append({"seed": seed, "metrics": m, "seconds": s})
+            results.setdefault(task, []).append({"seed": seed, "metrics": m, "seconds": s, "device": device_name()})
             results = save(args.output, protocol, results)
             write_markdown(args.markdown, args, results)
             print(
