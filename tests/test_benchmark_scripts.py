@@ -233,3 +233,34 @@ def test_ood_verdict_by_feature_distance_falls_back_to_the_map_features(quality,
     metrics[quality.DEFAULT_ROW]["ood"]["AG News"][quality.FEATURE_SCORE] = 0.65  # the row's own wins
     text, _, _ = quality.verdicts({"sst2": [{"seed": 0, "metrics": metrics}]})
     assert "✗ 0.650 vs 0.700" in text
+
+
+def test_offline_gpu_bundle_restores_the_model_bit_for_bit_on_the_packed_texts(tiny_bert_dir, tmp_path):
+    import torch
+    from safetensors.numpy import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    offline = _script("offline_gpu")
+    source, texts = Path(tiny_bert_dir), ["good movie", "the plot was dull"]
+    meta = offline.pack_model(source, texts, tmp_path / "packed")
+    assert offline.unpack_model(tmp_path / "packed", tmp_path / "model") == meta["n_ids"]
+    before = load_file(str(source / "model.safetensors"))
+    after = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert set(before) == set(after)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    used = sorted({i for row in tokenizer(texts)["input_ids"] for i in row} | set(tokenizer.all_special_ids))
+    for key, value in before.items():
+        if key.endswith("word_embeddings.weight"):
+            np.testing.assert_array_equal(after[key][used], value[used])
+            assert np.isnan(np.delete(after[key], used, axis=0)).all()  # rows no packed text uses
+        else:
+            assert after[key].dtype == value.dtype
+            np.testing.assert_array_equal(after[key], value)
+    batch = AutoTokenizer.from_pretrained(tmp_path / "model")(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        h0 = AutoModel.from_pretrained(source).eval()(**batch).last_hidden_state
+        h1 = AutoModel.from_pretrained(tmp_path / "model").eval()(**batch).last_hidden_state
+    assert torch.equal(h0, h1)
+    other = AutoTokenizer.from_pretrained(source)(["awful"], return_tensors="pt")  # a token that was not packed
+    with torch.no_grad():
+        assert torch.isnan(AutoModel.from_pretrained(tmp_path / "model").eval()(**other).last_hidden_state).all()
