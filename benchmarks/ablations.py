@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -318,7 +319,7 @@ def save(path: Path, protocol: dict, results: dict) -> dict:
         if stored.get("protocol") == protocol:
             results = {**stored["results"], **results}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: parallel runs never share it
     tmp.write_text(json.dumps({"protocol": protocol, "results": results}))
     tmp.replace(path)  # atomic: a reader never sees half a file
     return results
