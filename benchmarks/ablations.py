@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -37,7 +36,15 @@ from subspace_bayes.metrics import expected_calibration_error, negative_log_like
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cost import write_block  # one marked-block page update for every benchmark
-from quality import DEFAULT_GLUE, by_length, cap, device_name, load_task, stored_results  # the grid's data
+from quality import (  # the quality grid's data and files
+    DEFAULT_GLUE,
+    by_length,
+    cap,
+    device_name,
+    load_task,
+    stored_results,
+    write_json_atomic,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTIONS = ("svd", "whitened_svd", "dct", "random", "svd+dct:0.5")
@@ -318,10 +325,7 @@ def save(path: Path, protocol: dict, results: dict) -> dict:
         stored = json.loads(path.read_text())
         if stored.get("protocol") == protocol:
             results = {**stored["results"], **results}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: parallel runs never share it
-    tmp.write_text(json.dumps({"protocol": protocol, "results": results}))
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    write_json_atomic(path, {"protocol": protocol, "results": results})
     return results
 
 

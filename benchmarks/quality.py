@@ -453,11 +453,16 @@ def save(path: Path, protocol: dict, results: dict) -> dict:
     for task, per_seed in results.items():
         merged.setdefault(task, {}).update({r["seed"]: r for r in per_seed})
     merged = {task: [cells[s] for s in sorted(cells)] for task, cells in merged.items()}
+    write_json_atomic(path, {"protocol": protocol, "results": merged}, indent=2)
+    return merged
+
+
+def write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON through a per-process temporary file: readers and parallel runs never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"protocol": protocol, "results": merged}, indent=2))
-    tmp.replace(path)  # atomic: a reader never sees half a file
-    return merged
+    tmp.write_text(json.dumps(obj, indent=indent))
+    tmp.replace(path)
 
 
 def stored_results(path: Path, protocol: dict, fresh: bool = False) -> dict:

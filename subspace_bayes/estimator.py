@@ -579,8 +579,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         ``1 - max predict_proba``); flag unfamiliar inputs by
         ``feature_distance``, which beat MAP's ``1 - max p`` in 13 of 21
         (in/out pair, seed) cells but not on news snippets against an
-        SST-2 model nor on most sets against an MRPC model. ``epistemic`` stayed near chance (OOD AUROC
-        0.38-0.71) and is not an OOD score here.
+        SST-2 model nor on most sets against an MRPC model. ``epistemic``
+        stayed near chance (OOD AUROC 0.38-0.71) and is not an OOD score here.
         """
         out = uncertainty_decomposition(self.predict_sample_proba(X))
         if self.module_.feature_gaussian.fitted:
