@@ -14,8 +14,9 @@ probabilities, never silently a different model. The bytes are split into planes
 exponent bytes compress well, mantissa bytes hardly) and xz-compressed.
 
 The packed texts are those of ``benchmarks/quality.py`` and ``benchmarks/ablations.py`` for
-``--seeds`` (default 0 1 2) with up to 500 training examples: the training, calibration and
-test splits of SST-2, RTE and MRPC and every OOD set. ``skorch`` is pure Python; bring its
+``--seeds`` (default 0 1 2): the training, calibration and test splits of SST-2, RTE and MRPC
+with up to 500 training examples or the ablations' ``TASK_TRAINING`` (2,000 MRPC pairs),
+whichever is larger, and every OOD set. ``skorch`` is pure Python; bring its
 wheel along if the machine lacks it.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablations import TASK_TRAINING  # the ablations' training sets
 from quality import DEFAULT_GLUE, load_task, ood_sets  # the grid's data
 
 WEIGHTS, META = "weights.xz", "meta.json"
@@ -51,7 +53,8 @@ def benchmark_texts(glue_dir: Path, seeds, n_train: int = 500, n_ood: int = 200)
     add(load_sst2("validation")[0])
     for task in ("sst2", "rte", "mrpc"):
         for seed in seeds:
-            X, _, X_cal, _, X_test, _ = load_task(task, glue_dir, n_train, seed)
+            n = max(n_train, TASK_TRAINING.get(task, {}).get("n_train", 0))
+            X, _, X_cal, _, X_test, _ = load_task(task, glue_dir, n, seed)
             for part in (X, X_cal, X_test, *ood_sets(task, glue_dir, n_ood, seed).values()):
                 add(part)
     return texts

@@ -122,13 +122,44 @@ def test_ablation_tables_average_over_seeds_and_judge_cov_rank_against_full():
     assert "| +0.004 | +0.002 | yes |" in cov["lowrank k=2"] and "| +0.010 | +0.002 | no |" in cov["diag"]
 
 
+def test_ablation_paired_table_subtracts_svd_of_the_same_seed_only():
+    ablations = _script("ablations")
+    nll = {(0, "svd", "vi"): 0.50, (1, "svd", "vi"): 0.60, (0, "random", "vi"): 0.47, (1, "random", "vi"): 0.61}
+    nll[2, "random", "vi"] = 0.10  # no SVD cell at seed 2: left out
+    nll[0, "dct", "laplace"] = 0.40  # no SVD Laplace cell at all
+    results = {f"projections|sst2|{s}|{p}|8|{m}": _cell(0.8, 0.05, v) for (s, p, m), v in nll.items()}
+    rows = ablations.paired_table(results).splitlines()
+    assert rows[0] == "| task | rank | posterior | whitened_svd | dct | random | svd+dct:0.5 |"
+    assert rows[2:] == ["| sst2 | 8 | VI | – | – | -0.010 ± 0.020 (1/2) | – |"]
+
+
 def test_ablation_runs_sharing_a_file_keep_each_others_cells(tmp_path):
     ablations = _script("ablations")
-    path, protocol = tmp_path / "a.json", {"n_train": 1}
-    ablations.save(path, protocol, {"a": 1})
-    merged = ablations.save(path, protocol, {"b": 2})  # another run, started before "a" was written
-    assert merged == {"a": 1, "b": 2}
-    assert ablations.save(path, {"n_train": 2}, {"c": 3}) == {"c": 3}  # another protocol starts over
+    path, one, two = tmp_path / "a.json", {"n_train": 1}, {"n_train": 2}
+    a, b, c, m = "projections|sst2|0|a", "projections|sst2|1|b", "projections|sst2|0|c", "projections|mrpc|0|m"
+    ablations.save(path, {"sst2": one}, {a: 1})
+    _, merged = ablations.save(path, {"sst2": one}, {b: 2})  # another run, started before a was written
+    assert merged == {a: 1, b: 2}
+    ablations.save(path, {"mrpc": two}, {m: 4})  # another task, with its own protocol, keeps sst2's cells
+    protocols, merged = ablations.save(path, {"sst2": two}, {c: 3})  # another protocol replaces sst2's cells only
+    assert merged == {m: 4, c: 3} and protocols == {"mrpc": two, "sst2": two}
+    assert ablations.load(path) == (protocols, merged)
+
+
+def test_ablation_protocol_per_task_and_files_from_before_it(tmp_path):
+    ablations = _script("ablations")
+    args = argparse.Namespace(n_train=None, epochs=None, n_test=300, max_length=96, n_samples=16)
+    assert ablations.task_protocol(args, "sst2") == dict(n_train=400, epochs=8, n_test=300, max_length=96, n_samples=16)
+    assert ablations.task_protocol(args, "mrpc")["n_train"] == 2000
+    args.epochs = 3  # given on the command line: every task
+    assert {ablations.task_protocol(args, t)["epochs"] for t in ("sst2", "mrpc")} == {3}
+    old = tmp_path / "old.json"  # one protocol for the whole file, as written before
+    old.write_text('{"protocol": {"n_train": 400}, "results": {"projections|sst2|0|a": 1, "cov_rank|mrpc|0|b": 2}}')
+    assert ablations.load(old)[0] == {"sst2": {"n_train": 400}, "mrpc": {"n_train": 400}}
+    table = ablations.projection_table(
+        {"projections|mrpc|0|svd|8|vi": _cell(0.7, 0.05, 0.5)}, {"mrpc": {"n_train": 2000, "epochs": 4}}
+    )
+    assert table.startswith("### mrpc: 2,000 training examples × 4 epochs\n")
 
 
 def test_predictive_table_verdicts_need_both_cost_and_quality():
@@ -264,3 +295,22 @@ def test_offline_gpu_bundle_restores_the_model_bit_for_bit_on_the_packed_texts(t
     other = AutoTokenizer.from_pretrained(source)(["awful"], return_tensors="pt")  # a token that was not packed
     with torch.no_grad():
         assert torch.isnan(AutoModel.from_pretrained(tmp_path / "model").eval()(**other).last_hidden_state).all()
+
+
+def test_ablations_runs_a_cell_on_another_backbone_and_writes_its_page(tiny_bert_dir, tmp_path, monkeypatch):
+    ablations = _script("ablations")
+    out, page = tmp_path / "abl.json", tmp_path / "findings.md"
+    argv = ["ablations.py", "--part", "projections", "--tasks", "sst2", "--seeds", "0", "--ranks", "2"]
+    argv += ["--projections", "random", "--n-train", "16", "--epochs", "1", "--n-test", "16", "--n-samples", "2"]
+    argv += ["--backbone", tiny_bert_dir, "--output", str(out), "--markdown", str(page)]
+    monkeypatch.setattr("sys.argv", argv)
+    ablations.main()
+    protocols, results = ablations.load(out)
+    assert protocols["sst2"]["backbone"] == tiny_bert_dir and protocols["sst2"]["n_train"] == 16
+    assert sorted(results) == ["projections|sst2|0|random|2|laplace", "projections|sst2|0|random|2|vi"]
+    assert {r["D"] for r in results.values()} == {2 * 2 * 2**2}  # query and value of 2 layers, r x r cores
+    text = page.read_text()
+    assert "### sst2: 16 training examples × 1 epochs" in text and f"--backbone {tiny_bert_dir}" in text
+    monkeypatch.setattr("sys.argv", argv)  # a second run finds both cells and fits nothing
+    monkeypatch.setattr(ablations, "run_cell", lambda *a: pytest.fail("a stored cell was fitted again"))
+    ablations.main()
