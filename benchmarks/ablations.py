@@ -171,6 +171,17 @@ def _fmt(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
 
 
+def _task(key: str) -> str:
+    """The task of a cell key ``part|task|seed|...``."""
+    return key.split("|")[1]
+
+
+def _tasks_and_seeds(results: dict, part: str) -> tuple[list[str], list[int]]:
+    """The tasks (in stored order) and the seeds (sorted) of ``part``'s cells."""
+    keys = [k for k in results if k.startswith(f"{part}|")]
+    return list(dict.fromkeys(map(_task, keys))), sorted({int(k.split("|")[2]) for k in keys})
+
+
 def _heading(task: str, protocols: dict | None) -> str:
     """``### task``, with the task's training set and epochs when its protocol is known."""
     p = (protocols or {}).get(task)
@@ -225,8 +236,7 @@ def paired_table(results: dict, metric: str = "nll") -> str:
     """
     others = [p for p in PROJECTIONS if p != "svd"]
     lines = [f"| task | rank | posterior | {' | '.join(others)} |", "|---|---|---|" + "---|" * len(others)]
-    tasks = dict.fromkeys(k.split("|")[1] for k in results if k.startswith("projections|"))
-    seeds = sorted({int(k.split("|")[2]) for k in results if k.startswith("projections|")})
+    tasks, seeds = _tasks_and_seeds(results, "projections")
     for task in tasks:
         for rank in RANKS:
             for method, label in (("laplace", "Laplace"), ("vi", "VI")):
@@ -315,7 +325,7 @@ def figure(results: dict, path: Path) -> bool:
 
     from subspace_bayes.plotting import plot_spectrum
 
-    task = next((k.split("|")[1] for k in results), None)
+    task = next(map(_task, results), None)
     left = {
         p: results[k]["spectrum"]
         for p in PROJECTIONS
@@ -349,8 +359,7 @@ def write_page(path: Path, results: dict, protocols: dict) -> None:
     """Rewrite the three marked blocks of docs/findings.md (and the figure next to it)."""
 
     def header(part: str) -> str:
-        tasks = list(dict.fromkeys(k.split("|")[1] for k in results if k.startswith(part)))
-        seeds = sorted({int(k.split("|")[2]) for k in results if k.startswith(part)})
+        tasks, seeds = _tasks_and_seeds(results, part)
         shared = protocols.get(tasks[0], {}) if tasks else {}
         flags = "".join(f" --{k.replace('_', '-')} {shared[k]}" for k in (*PROTOCOL[2:], "backbone") if k in shared)
         return (
@@ -396,14 +405,14 @@ def load(path: Path) -> tuple[dict, dict]:
     results = stored.get("results", {})
     if "protocols" in stored:
         return stored["protocols"], results
-    tasks = dict.fromkeys(k.split("|")[1] for k in results)
+    tasks = dict.fromkeys(map(_task, results))
     return {t: stored.get("protocol", {}) for t in tasks}, results
 
 
 def _matching(stored_protocols: dict, stored: dict, protocols: dict) -> dict:
     """The stored cells to keep: those of tasks this run does not touch, and of tasks whose protocol it shares."""
     keep = lambda task: task not in protocols or stored_protocols.get(task) == protocols[task]
-    return {k: v for k, v in stored.items() if keep(k.split("|")[1])}
+    return {k: v for k, v in stored.items() if keep(_task(k))}
 
 
 def save(path: Path, protocols: dict, results: dict) -> tuple[dict, dict]:
@@ -415,7 +424,7 @@ def save(path: Path, protocols: dict, results: dict) -> tuple[dict, dict]:
     """
     stored_protocols, stored = load(path)
     merged = {**_matching(stored_protocols, stored, protocols), **results}
-    tasks = dict.fromkeys(k.split("|")[1] for k in merged)
+    tasks = dict.fromkeys(map(_task, merged))
     merged_protocols = {t: protocols.get(t, stored_protocols.get(t)) for t in tasks}
     write_json_atomic(path, {"protocols": merged_protocols, "results": merged})
     return merged_protocols, merged
