@@ -133,7 +133,15 @@ class PersistenceMixin:
 
     _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
     #: Learned scalars kept by save_adapter next to the tensors.
-    _SAVED_FITTED = ("seed_", "predict_seed_", "n_train_", "prior_std_", "prior_precision_", "log_marginal_likelihood_")
+    _SAVED_FITTED = (
+        "seed_",
+        "predict_seed_",
+        "n_train_",
+        "prior_std_",
+        "head_prior_std_",
+        "prior_precision_",
+        "log_marginal_likelihood_",
+    )
 
     def _training_state(self) -> dict:
         """Everything needed to continue a fit exactly where it stopped (tensors and plain data only)."""

@@ -20,7 +20,7 @@ from skorch.utils import to_device, to_tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .backbones import label_token_ids, load_backbone, load_tokenizer, resolve_device, split_causal_lm
-from .callbacks import EpochProgress
+from .callbacks import CosineDecay, EpochProgress
 from .exceptions import NonFiniteLossError
 from .inference import ELBOLoss, Schedule, TrainingData, make_inference
 from .module import AUTOCAST_DTYPES, SubspaceClassifierModule
@@ -131,7 +131,13 @@ class TrainingHooksMixin:
     def initialize_criterion(self):
         # N is the size of the training split; None until fit has seen the data (training then refuses to start).
         n_train = getattr(self, "n_train_", None)
-        self.criterion_ = ELBOLoss(self.module_, n_train, prior_std=self.prior_std, kl_weight=self.kl_weight)
+        self.criterion_ = ELBOLoss(
+            self.module_,
+            n_train,
+            prior_std=self.prior_std,
+            kl_weight=self.kl_weight,
+            head_prior_std=self.head_prior_std,
+        )
         return self
 
     def initialize_optimizer(self, *_args, **_kwargs):
@@ -150,6 +156,9 @@ class TrainingHooksMixin:
         return [
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            # The loss's two terms: the data term E_q[NLL] and beta * KL / N (the prior term for MAP).
+            ("train_nll", PassthroughScoring(name="train_nll", on_train=True)),
+            ("train_kl", PassthroughScoring(name="train_kl", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("progress", EpochProgress()),
         ]
@@ -163,6 +172,8 @@ class TrainingHooksMixin:
             extra.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
         if self.checkpoint_dir is not None:
             extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir, self._training_state)))
+        if self._lr_schedule() == "cosine":
+            extra.append(("lr_schedule", CosineDecay()))
         if isinstance(self.verbose, int) and self.verbose > 1:
             extra.append(("print_log", PrintLog()))
         self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
@@ -226,6 +237,10 @@ class TrainingHooksMixin:
         weight = X.get("sample_weight") if isinstance(X, Mapping) else None
         weight = None if weight is None else to_tensor(weight, device=self.device_)
         loss = self.criterion_(y_pred, y_true, weight)
+        if training and len(self.history) and getattr(self.criterion_, "last_terms", None) is not None:
+            nll, kl = self.criterion_.last_terms
+            self.history.record_batch("train_nll", nll.item())
+            self.history.record_batch("train_kl", kl.item())
         if training and not torch.isfinite(loss):
             epoch = len(self.history)
             batch = len(self.history[-1]["batches"]) if len(self.history) else 1  # the current batch's row exists

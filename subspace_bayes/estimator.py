@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import clone as sk_clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
 from skorch import NeuralNetClassifier
@@ -36,7 +37,8 @@ from ._validation import (
 )
 from .callbacks import progress
 from .feature_distance import collect_features, feature_distances, fit_feature_gaussian
-from .inference import ELBOLoss, make_inference
+from .inference import ELBOLoss, Schedule, make_inference
+from .inference.vi import convergence_problems
 from .module import SubspaceClassifierModule
 from .options import Head, Posterior, Precision
 from .predictive import predictive_mean, predictive_samples, uncertainty_decomposition
@@ -55,8 +57,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     and a small ``r x r`` core ``R``. The cores of all layers, ``theta`` (``D =
     n_layers * r^2`` numbers), get a Gaussian posterior; predictions average the
     softmax over ``n_samples`` draws of ``theta`` (or use the linearised
-    predictive, ``predictive="glm"`` or ``"probit"``).
-    The classification head is a point estimate.
+    predictive, ``predictive="glm"`` or ``"probit"``). The linear head joins
+    ``theta`` (``bayesian_head``), or is a point estimate trained next to it.
 
     Parameters
     ----------
@@ -126,6 +128,13 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         it fell to the base rate on SST-2 and RTE (docs/benchmarks.md), so
         ``bayesian_head="auto"`` keeps the head out of ``theta`` then, and
         ``True`` warns.
+    head_prior_std : float, "auto" or None, default=None
+        With a Bayesian head: the head's own prior scale ``sigma_h``, so the prior
+        is ``N(0, prior_std^2)`` on the cores and ``N(0, sigma_h^2)`` on the head
+        (``"auto"``: empirical Bayes on the head block alone; the value reached is
+        ``head_prior_std_``). None: the head shares ``prior_std``. Cores and head
+        live on different scales (a core entry of 1 perturbs a layer strongly, a
+        head weight of 1 barely moves a logit), so one scale rarely suits both.
     kl_weight : float, default=1.0
         ``beta`` in ``NLL + beta * KL / N``.
     init_std : float, default=0.05
@@ -175,7 +184,15 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     batch_size : int, default=32
     max_epochs : int, default=10
     lr : float, default=1e-2
-        AdamW learning rate of the posterior parameters (cores).
+        AdamW learning rate of the posterior mean. The posterior's scales take
+        ``SCALE_LR_FACTOR * lr`` and a factor with ``D``-long columns ``lr /
+        sqrt(D)`` (:meth:`~subspace_bayes.posteriors.GaussianPosterior.parameter_groups`).
+    lr_schedule : {"auto", "constant", "cosine"}, default="auto"
+        ``"cosine"`` decays every step size to zero over each training call
+        (:class:`~subspace_bayes.callbacks.CosineDecay`): with a constant step,
+        stochastic VI hovers around the optimum instead of reaching it. ``"auto"``
+        is cosine for VI and constant for MAP, SWAG and Laplace (SWAG collects at
+        a constant ``swag_lr``).
     head_lr : float, default=5e-3
         AdamW learning rate of the classification head.
     weight_decay : float, default=0.1
@@ -213,10 +230,13 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     inference_ : InferenceMethod
         The inference method chosen by ``posterior`` (:mod:`subspace_bayes.inference`).
     n_theta_ : int
-        ``D``, the number of core entries.
+        ``D``, the length of ``theta``: the core entries, then a Bayesian head's
+        ``(C - 1) * (H + 1)`` contrasts.
     prior_std_ : float
         The prior's ``sigma_p`` at the end of training (``prior_std``, or the
         empirical-Bayes value reached with ``prior_std="auto"``).
+    head_prior_std_ : float or None
+        The Bayesian head's own prior scale at the end of training (None: shared).
     prior_precision_, log_marginal_likelihood_ : float
         ``posterior="laplace"`` only.
 
@@ -244,6 +264,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         cov_rank: int = 4,
         target_modules: str | list[str] | None = None,
         prior_std: float | str = 1.0,
+        head_prior_std: float | str | None = None,
         kl_weight: float = 1.0,
         init_std: float = 0.05,
         swag_start: int | None = None,
@@ -261,6 +282,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         batch_size: int = 32,
         max_epochs: int = 10,
         lr: float = 1e-2,
+        lr_schedule: str = "auto",
         head_lr: float = 5e-3,
         weight_decay: float = 0.1,
         validation_fraction: float = 0.0,
@@ -289,8 +311,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.covariance = covariance
         self.cov_rank = cov_rank
         self.target_modules = target_modules
-        self.prior_std = prior_std
-        self.kl_weight = kl_weight
+        self.prior_std, self.head_prior_std, self.kl_weight = prior_std, head_prior_std, kl_weight
         self.init_std = init_std
         self.swag_start = swag_start
         self.swag_max_snapshots = swag_max_snapshots
@@ -304,8 +325,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.pooling = pooling
         self.max_length = max_length
         self.bucket_by_length = bucket_by_length
-        self.head_lr = head_lr
-        self.weight_decay = weight_decay
+        self.lr_schedule, self.head_lr, self.weight_decay = lr_schedule, head_lr, weight_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.checkpoint_dir = checkpoint_dir
@@ -363,6 +383,12 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
             return linear_vi and self.prior_std != "auto"
         return bool(self.bayesian_head)
 
+    def _lr_schedule(self) -> str:
+        """``lr_schedule`` resolved: ``"auto"`` is cosine decay for VI and a constant step otherwise."""
+        if self.lr_schedule == "auto":
+            return "cosine" if make_inference(self.get_params(deep=False)).trains_a_distribution else "constant"
+        return self.lr_schedule
+
     @property
     def n_theta_(self) -> int:
         self.check_is_fitted()
@@ -376,10 +402,16 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         method = make_inference(params)
         if self.bayesian_head is True and (reason := method.cannot_cover_head()):
             raise InvalidParameterError(reason)
-        if self.prior_std == "auto" and self.bayesian_head is True:
+        if self.lr_schedule == "cosine" and Posterior(self.posterior) is Posterior.SWAG:
+            raise InvalidParameterError(
+                "lr_schedule='cosine' with posterior='swag': SWAG collects its snapshots at a constant swag_lr; "
+                "use lr_schedule='auto' (constant for SWAG)."
+            )
+        if self.prior_std == "auto" and self.bayesian_head is True and self.head_prior_std is None:
             warnings.warn(
                 "prior_std='auto' with bayesian_head=True: one empirical-Bayes prior for cores and head shrank "
-                "the head to the base rate in our benchmarks; use a fixed prior_std (e.g. 1.0) or bayesian_head=False.",
+                "the head to the base rate in our benchmarks; give the head its own prior (head_prior_std=1.0 or "
+                "'auto'), use a fixed prior_std, or bayesian_head=False.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -439,22 +471,30 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.n_train_ = len(data.train)  # N of the ELBO, SWAG's snapshot spacing: the training split only
         if self.checkpoint_dir is not None:
             self.fit_key_ = fit_key(self.get_params(deep=False), inputs, y_enc, self.classes_)
-        epochs = self.max_epochs
+        epochs, done = self.max_epochs, 0
         if fresh:
             self.initialize()
             if needs_input_moments(self.projection):
                 self._whiten(inputs)
-            epochs -= self._resume_from_checkpoint()
+            done = self._resume_from_checkpoint()
+            epochs -= done
         else:
             self.initialize_criterion()  # this call's data size
             self._install_posterior(self.inference_.restart(self.module_.posterior), reset_optimizer=True)
         self._check_monitors(data)
+        per_epoch = Schedule(self.n_train_, self.batch_size, self.max_epochs).steps_per_epoch
+        self.schedule_ = (done * per_epoch, (done + max(epochs, 0)) * per_epoch)  # read by CosineDecay
         if epochs > 0:
             NeuralNetClassifier.partial_fit(self, data, None, epochs=epochs, **fit_params)
         self._install_posterior(self.inference_.finish(self.module_, self._training_data(data.train)))
         for name, value in self.inference_.fitted_attributes().items():
             setattr(self, name, value)
         self.prior_std_ = self.criterion_.current_prior_std()  # the prior the cores were trained under
+        self.head_prior_std_ = self.criterion_.current_head_prior_std()
+        if self.inference_.trains_a_distribution:
+            scale = self.criterion_.prior_scale()
+            for problem in convergence_problems(self.module_.posterior.variance(), self.init_std, scale):
+                warnings.warn(f"VI may not have converged: {problem}", ConvergenceWarning, stacklevel=3)
         self._fit_feature_gaussian(data.train)
         return self
 
@@ -532,6 +572,34 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         """
         self.check_is_fitted()
         return self.module_.posterior.spectrum().numpy()
+
+    def elbo(self, X: Any, y: Any, n_samples: int | None = None) -> float:
+        """The evidence lower bound of the fitted posterior on ``(X, y)``, in nats (higher is better).
+
+        ``ELBO = sum_i E_q[log p(y_i | x_i, theta)] - KL(q || p)``, the expectation over
+        ``n_samples`` draws of ``theta`` (the draws of :meth:`predict_sample_proba`) and ``p`` the
+        prior the fit used (``prior_std_``, and ``head_prior_std_`` for a Bayesian head). On the
+        training data it is the objective VI maximises, so two fits of one model on the same data
+        compare by it (docs/method.md uses it to check that a fit has converged). For MAP the KL
+        term is the prior's negative log density at the mode.
+
+        Parameters
+        ----------
+        X, y : as in :meth:`fit`
+        n_samples : int, optional
+            Defaults to ``self.n_samples``.
+
+        Returns
+        -------
+        float
+        """
+        labels = check_labels(y, len(coerce_texts(X)))
+        y_enc = encode_labels(labels, self.classes_)
+        probs = self.predict_sample_proba(X, n_samples)  # (S, N, C)
+        expected_loglik = np.log(np.clip(probs[:, np.arange(len(y_enc)), y_enc], 1e-300, None)).mean(0).sum()
+        with torch.no_grad():
+            kl = float(self.module_.posterior.kl_to_prior(self.criterion_.prior_scale()))
+        return float(expected_loglik - kl)
 
     @property
     def effective_rank_(self) -> float:

@@ -14,13 +14,36 @@ from .backbones import default_pooling, pool
 from .draw_sharing import draw_independent_prefix, shared_across_draws
 from .feature_distance import FeatureGaussian
 from .options import Pooling, Precision
-from .posteriors import GaussianPosterior, make_posterior
+from .posteriors import GaussianPosterior, make_posterior, structure_of_state
 from .projections import make_projection
 
-__all__ = ["SubspaceClassifierModule", "AUTOCAST_DTYPES"]
+__all__ = ["SubspaceClassifierModule", "AUTOCAST_DTYPES", "contrast_basis"]
 
 #: Autocast dtype of the backbone's forward pass per precision (None: no autocast).
 AUTOCAST_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+
+#: How a Bayesian head's entries of ``theta`` map to the class rows ``[W | b]`` (see :func:`contrast_basis`).
+HEAD_CONTRASTS, HEAD_CLASSES = "contrasts", "classes"
+
+
+def contrast_basis(n_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Orthonormal sum-to-zero (Helmert) contrasts ``Q``, shape ``(C, C - 1)``: ``Q^T Q = I``, ``1^T Q = 0``.
+
+    Column ``k`` (``k = 1 .. C - 1``) is ``(1, ..., 1, -k, 0, ..., 0) / sqrt(k (k + 1))`` with ``k``
+    leading ones. The softmax is unchanged when one vector is added to every class row of the head,
+    so ``[W | b] = Q Z`` with ``Z`` of shape ``(C - 1, H + 1)`` spans every head the likelihood can
+    tell apart. Under an isotropic prior ``N(0, sigma_p^2 I)`` on ``[W | b]`` the omitted direction
+    ``1 / sqrt(C)`` is orthogonal to ``Q``, so the prior factorises, the likelihood ignores that
+    factor, and its posterior *is* the prior: it is integrated out exactly, and ``Z`` keeps the
+    prior ``N(0, sigma_p^2 I)`` (logit differences have prior variance ``2 sigma_p^2 ||phi||^2``
+    either way).
+    """
+    Q = torch.zeros(n_classes, n_classes - 1, dtype=dtype)
+    for k in range(1, n_classes):
+        Q[:k, k - 1] = 1.0
+        Q[k, k - 1] = -float(k)
+        Q[:, k - 1] /= (k * (k + 1)) ** 0.5
+    return Q
 
 
 class SubspaceClassifierModule(nn.Module):
@@ -54,10 +77,13 @@ class SubspaceClassifierModule(nn.Module):
     precision : {"fp32", "bf16", "fp16"}, default="fp32"
         Autocast precision of the backbone's forward pass (:attr:`precision`).
     bayesian_head : bool, default=False
-        Put the linear head into ``theta`` after the cores: ``(H + 1) * C`` more
-        entries, the ``C x (H + 1)`` matrix ``[W | b]`` row-major, so every
-        posterior and predictive covers cores and head together. The
-        :attr:`head` module then only supplies the initial value.
+        Put the linear head into ``theta`` after the cores, so every posterior
+        and predictive covers cores and head together: ``(C - 1) * (H + 1)``
+        more entries, the ``(C - 1) x (H + 1)`` matrix ``Z`` row-major with
+        ``[W | b] = Q Z`` (:func:`contrast_basis`; the one direction the softmax
+        cannot see is integrated out exactly). The :attr:`head` module then only
+        supplies the initial value. Adapters saved before this layout keep the
+        ``C x (H + 1)`` class rows (:attr:`head_basis` ``"classes"``).
 
     Notes
     -----
@@ -105,17 +131,18 @@ class SubspaceClassifierModule(nn.Module):
             self.head = nn.Linear(config.hidden_size, n_classes, bias=False)
             self.head.weight = nn.Parameter(head_weight.detach().float().clone(), requires_grad=False)
             self.pooling = Pooling.LAST.value
-        #: Entries of ``theta`` that are cores; with ``bayesian_head`` the head's ``[W | b]`` follows them.
+        #: Entries of ``theta`` that are cores; with ``bayesian_head`` the head's contrasts ``Z`` follow them.
         self.n_core = sum(a.n_core for a in adapters)
         self.bayesian_head = bool(bayesian_head)
-        self.n_theta = self.n_core + (n_classes * (config.hidden_size + 1) if self.bayesian_head else 0)
+        #: ``"contrasts"`` (``[W | b] = Q Z``) or, for adapters saved by earlier versions, ``"classes"``.
+        self.head_basis = HEAD_CONTRASTS
         self.posterior: GaussianPosterior = make_posterior(
             self.n_theta, covariance, cov_rank=cov_rank, init_std=init_std, generator=generator
         )
         if self.bayesian_head:
             self.head.requires_grad_(False)
-            with torch.no_grad():  # start where a point-estimate head would: its initial [W | b]
-                self.posterior.loc[self.n_core :] = self._augmented_head().flatten()
+            with torch.no_grad():  # start where a point-estimate head would: its initial [W | b], in contrasts
+                self.posterior.loc[self.n_core :] = self._head_to_theta(self._augmented_head())
         #: Class means and shared covariance of the training features (set by the estimator's fit).
         self.feature_gaussian = FeatureGaussian()
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
@@ -123,6 +150,28 @@ class SubspaceClassifierModule(nn.Module):
         self.precision = Precision(precision).value
         #: Optional inputs the backbone's forward takes by name (token_type_ids is dropped where it does not).
         self.optional_inputs = {"token_type_ids"} & set(inspect.signature(backbone.forward).parameters)
+
+    @property
+    def n_theta(self) -> int:
+        """``D``: the cores, then (``bayesian_head``) the head's ``(C - 1)(H + 1)`` contrasts (legacy ``C (H + 1)``)."""
+        if not self.bayesian_head:
+            return self.n_core
+        C, H1 = self.head.out_features, self.head.in_features + 1
+        return self.n_core + (C if self.head_basis == HEAD_CLASSES else C - 1) * H1
+
+    def _head_to_theta(self, Wb: Tensor) -> Tensor:
+        """A head ``[W | b]`` (C, H + 1) as its entries of ``theta``: ``Q^T [W | b]`` flattened (legacy: as is)."""
+        if self.head_basis == HEAD_CLASSES:
+            return Wb.flatten()
+        return (contrast_basis(Wb.shape[0], Wb.dtype).T @ Wb).flatten()
+
+    def head_rows(self, theta: Tensor) -> Tensor:
+        """The class rows ``[W | b]`` of draws ``theta`` (S, D), shape ``(S, C, H + 1)``: ``Q Z`` (legacy: stored)."""
+        C, H1 = self.head.out_features, self.head.in_features + 1
+        Z = theta[:, self.n_core :].reshape(theta.shape[0], -1, H1)
+        if self.head_basis == HEAD_CLASSES:
+            return Z
+        return torch.einsum("ck,skh->sch", contrast_basis(C, Z.dtype).to(Z.device), Z)
 
     @property
     def adapters(self) -> list[ProjectedLinear]:
@@ -167,6 +216,7 @@ class SubspaceClassifierModule(nn.Module):
         prefix = "feature_gaussian."
         features = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        self._match_head_basis(state)
         expected = {k for k in self.adapter_state_dict() if not k.startswith(prefix)}
         if set(state) != expected:
             raise ValueError(
@@ -179,6 +229,21 @@ class SubspaceClassifierModule(nn.Module):
             raise ValueError(f"The saved adapter does not fit this backbone: {exc}") from None
         if features:  # optional: adapters saved by earlier versions have none (no feature distance then)
             self.feature_gaussian.set_statistics(features)
+
+    def _match_head_basis(self, state: dict[str, Tensor]) -> None:
+        """Switch to the legacy ``"classes"`` head layout if ``state`` was saved with it (a longer ``theta``)."""
+        loc = state.get("posterior.loc")
+        if not self.bayesian_head or loc is None or loc.numel() == self.n_theta:
+            return
+        self.head_basis = HEAD_CLASSES
+        if loc.numel() != self.n_theta:  # not the legacy layout either: let the key/shape check report it
+            self.head_basis = HEAD_CONTRASTS
+            return
+        covariance, cov_rank = structure_of_state(state)
+        dtype = self.posterior.loc.dtype
+        self.posterior = make_posterior(self.n_theta, covariance, cov_rank=cov_rank, generator=torch.Generator()).to(
+            device=loc.device, dtype=dtype
+        )
 
     def sample_theta(self, n_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """``n_samples`` draws of ``theta`` from the posterior, shape ``(S, D)``."""
@@ -231,14 +296,14 @@ class SubspaceClassifierModule(nn.Module):
         """Logits ``(S * N, C)`` of pooled features ``(S * N, H)`` (sample-major) under draws ``theta`` (S, D).
 
         A point-estimate head ignores ``theta``. A Bayesian head reads draw
-        ``s``'s ``[W_s | b_s]`` from ``theta[s, n_core:]``: ``f = W_s phi + b_s``
+        ``s``'s ``[W_s | b_s]`` from ``theta[s, n_core:]`` (:meth:`head_rows`): ``f = W_s phi + b_s``
         for the ``N = rows / S`` features of that draw (with one draw per input,
         ``S = N`` and row ``i`` uses draw ``i``).
         """
         if not self.bayesian_head:
             return self.head(feats.to(self.head.weight.dtype))
         S, (rows, H) = theta.shape[0], feats.shape
-        Wb = theta[:, self.n_core :].reshape(S, -1, H + 1)  # (S, C, H + 1)
+        Wb = self.head_rows(theta)  # (S, C, H + 1)
         phi = feats.to(theta.dtype).reshape(S, rows // S, H)
         return (torch.einsum("snh,sch->snc", phi, Wb[..., :H]) + Wb[:, None, :, H]).reshape(rows, -1)
 

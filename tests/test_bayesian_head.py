@@ -1,4 +1,6 @@
-"""bayesian_head=True: the linear head's [W | b] joins the cores in theta."""
+"""bayesian_head=True: the linear head's [W | b] joins the cores in theta, as its sum-to-zero contrasts."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import torch
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes._validation import InvalidParameterError
 from subspace_bayes.inference.laplace import ggn
-from subspace_bayes.module import SubspaceClassifierModule
+from subspace_bayes.module import SubspaceClassifierModule, contrast_basis
 
 from conftest import tiny_bert_config, tiny_kwargs
 
@@ -37,22 +39,54 @@ def _batch():
     return {"input_ids": ids, "attention_mask": mask}, torch.tensor([0, 1, 2, 0, 1, 2])
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+def test_contrast_basis_is_orthonormal_and_sums_to_zero(n_classes):
+    Q = contrast_basis(n_classes, torch.float64)
+    assert Q.shape == (n_classes, n_classes - 1)
+    torch.testing.assert_close(Q.T @ Q, torch.eye(n_classes - 1, dtype=torch.float64))
+    torch.testing.assert_close(Q.sum(0), torch.zeros(n_classes - 1, dtype=torch.float64))
+    # Q Q^T + 11^T / C = I: with the flat direction the basis is complete.
+    full = Q @ Q.T + torch.full((n_classes, n_classes), 1.0 / n_classes, dtype=torch.float64)
+    torch.testing.assert_close(full, torch.eye(n_classes, dtype=torch.float64))
+
+
 def test_theta_holds_the_head_after_the_cores_and_starts_at_the_heads_initial_value():
     point, bayes = _modules()
     H = point.head.in_features
-    assert bayes.n_theta == point.n_theta + C * (H + 1) and bayes.n_core == point.n_theta
+    assert bayes.n_theta == point.n_theta + (C - 1) * (H + 1) and bayes.n_core == point.n_theta
     batch, _ = _batch()
     with torch.no_grad():
         theta = torch.zeros(2, bayes.n_theta, dtype=torch.float64)
         theta[:, bayes.n_core :] = bayes.posterior.loc[bayes.n_core :]
-        torch.testing.assert_close(bayes(**batch, theta=theta), point(**batch, theta=theta[:, : point.n_theta]))
-        # A different head per draw: draw s uses its own [W_s | b_s].
-        theta[1, bayes.n_core :] = torch.randn(C * (H + 1), dtype=torch.float64)
+        # Same probabilities as the point head (the logits differ by the dropped per-feature class mean).
+        torch.testing.assert_close(
+            bayes(**batch, theta=theta).softmax(-1), point(**batch, theta=theta[:, : point.n_theta]).softmax(-1)
+        )
+        # A different head per draw: draw s uses its own [W_s | b_s] = Q Z_s.
+        theta[1, bayes.n_core :] = torch.randn((C - 1) * (H + 1), dtype=torch.float64)
         out = bayes(**batch, theta=theta)
         feats = bayes.features(theta[1:], **batch).double()
-        Wb = theta[1, bayes.n_core :].reshape(C, H + 1)
+        Wb = contrast_basis(C, torch.float64) @ theta[1, bayes.n_core :].reshape(C - 1, H + 1)
         torch.testing.assert_close(out[1], feats @ Wb[:, :H].T + Wb[:, H])
+        torch.testing.assert_close(out.sum(-1), torch.zeros_like(out.sum(-1)))  # sum-to-zero logits
     assert not any(p.requires_grad for p in bayes.head.parameters())
+
+
+def test_an_adapter_with_the_earlier_class_row_layout_still_loads():
+    # Saved before the contrast layout: theta's head part is the C x (H + 1) class rows themselves.
+    point, bayes = _modules()
+    H = point.head.in_features
+    legacy_rows = torch.randn(C, H + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    state = {k: v.clone() for k, v in bayes.adapter_state_dict().items()}
+    state["posterior.loc"] = torch.cat([state["posterior.loc"][: bayes.n_core], legacy_rows.flatten()])
+    _, fresh = _modules()
+    fresh.load_adapter_state_dict(state)
+    assert fresh.head_basis == "classes" and fresh.n_theta == fresh.n_core + C * (H + 1)
+    batch, _ = _batch()
+    with torch.no_grad():
+        theta = fresh.posterior.loc.detach()[None]
+        feats = fresh.features(theta, **batch).double()
+        torch.testing.assert_close(fresh(**batch, theta=theta)[0], feats @ legacy_rows[:, :H].T + legacy_rows[:, H])
 
 
 def test_ggn_over_the_head_block_is_the_sum_of_softmax_hessians_kron_features():
@@ -66,8 +100,10 @@ def test_ggn_over_the_head_block_is_the_sum_of_softmax_hessians_kron_features():
         phi = module.features(theta[None], **batch)  # (N, H)
         p = torch.softmax(module(**batch, theta=theta[None])[0], -1)
     phi1 = torch.cat([phi, torch.ones(len(phi), 1, dtype=phi.dtype)], dim=1)  # [phi, 1] for [W | b]
+    Q = contrast_basis(C, torch.float64)  # theta holds Z with [W | b] = Q Z
     expected = sum(
-        torch.kron(torch.diag(pi) - torch.outer(pi, pi), torch.outer(f, f)) for pi, f in zip(p, phi1, strict=True)
+        torch.kron(Q.T @ (torch.diag(pi) - torch.outer(pi, pi)) @ Q, torch.outer(f, f))
+        for pi, f in zip(p, phi1, strict=True)
     )
     head = slice(module.n_core, module.n_theta)
     # Exact up to the float32 pooled features.
@@ -83,8 +119,8 @@ def test_every_posterior_covers_the_head(tiny_bert_dir, toy_data, toy_test, post
     ).fit(*toy_data)
     module = clf.module_
     H = module.head.in_features
-    assert clf.n_theta_ == module.n_core + 2 * (H + 1)
-    initial = module._augmented_head().flatten()  # the nn.Linear keeps the initial value only
+    assert clf.n_theta_ == module.n_core + (2 - 1) * (H + 1)
+    initial = module._head_to_theta(module._augmented_head())  # the nn.Linear keeps the initial value only
     assert not torch.allclose(module.posterior.mean.detach()[module.n_core :].cpu(), initial)  # the head learnt
     p = clf.predict_proba(toy_test[0])
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-9)
@@ -138,7 +174,18 @@ def test_auto_puts_the_head_in_theta_where_it_was_measured_to_help(params, expec
 def test_the_default_fits_a_bayesian_head_and_an_eb_prior_with_it_warns(tiny_bert_dir, toy_data):
     clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, bayesian_head="auto", lr=1e-2, max_epochs=2))
     clf.fit(*toy_data)
-    assert clf.module_.bayesian_head and clf.n_theta_ == clf.module_.n_core + 2 * (32 + 1)
+    assert clf.module_.bayesian_head and clf.n_theta_ == clf.module_.n_core + (2 - 1) * (32 + 1)
     eb_with_head = tiny_kwargs(tiny_bert_dir, bayesian_head=True, prior_std="auto", max_epochs=1)
     with pytest.warns(UserWarning, match="base rate"):
         BayesianSubspaceClassifier(**eb_with_head).fit(*toy_data)
+
+
+def test_an_adapter_saved_by_the_previous_release_predicts_as_it_did(tiny_bert_dir, toy_test):
+    # tests/data/adapter_bayesian_head_class_rows: fitted and saved by release 0.1.0 (head as class
+    # rows in theta) on the same tiny BERT, with the probabilities it predicted then.
+    from subspace_bayes import load_adapter
+
+    folder = Path(__file__).parent / "data" / "adapter_bayesian_head_class_rows"
+    clf = load_adapter(folder, backbone=tiny_bert_dir)
+    assert clf.module_.head_basis == "classes" and clf.n_theta_ == clf.module_.n_core + 2 * (32 + 1)
+    np.testing.assert_allclose(clf.predict_proba(toy_test[0][:16]), np.load(folder / "expected_proba.npy"), atol=1e-6)

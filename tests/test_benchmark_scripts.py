@@ -314,3 +314,28 @@ def test_ablations_runs_a_cell_on_another_backbone_and_writes_its_page(tiny_bert
     monkeypatch.setattr("sys.argv", argv)  # a second run finds both cells and fits nothing
     monkeypatch.setattr(ablations, "run_cell", lambda *a: pytest.fail("a stored cell was fitted again"))
     ablations.main()
+
+
+def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates():
+    spec = importlib.util.spec_from_file_location("vi_convergence", ROOT / "benchmarks" / "vi_convergence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    block = page[page.index(module.START) : page.index(module.END) + len(module.END)]
+    assert block == module.render(module.load_cells())
+
+
+def test_vi_convergence_verdicts_need_an_interval_that_excludes_zero():
+    spec = importlib.util.spec_from_file_location("vi_convergence", ROOT / "benchmarks" / "vi_convergence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before, row = module.BEFORE, "MAP"
+    cells = {}
+    for seed, (b, r) in enumerate([(0.50, 0.45), (0.52, 0.46), (0.49, 0.45)]):
+        cells[(before, seed)] = {"dev": {"nll": b}}
+        cells[(row, seed)] = {"dev": {"nll": r}}
+    diff = module.paired(cells, row, "dev", "nll")
+    assert diff[2] == 3 and diff[0] == pytest.approx(-0.05)
+    assert module.verdict(diff, lower_is_better=True).endswith("(better)")
+    assert "no difference detected" in module.verdict((0.01, 0.02, 3), lower_is_better=True)
+    assert module.verdict((-0.05, 0.02, 3), lower_is_better=False).endswith("(worse)")  # accuracy fell

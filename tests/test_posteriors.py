@@ -1,10 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import LowRankMultivariateNormal, MultivariateNormal, Normal, kl_divergence
 
 from subspace_bayes.posteriors import (
+    SCALE_LR_FACTOR,
     DiagGaussian,
     FullGaussian,
     GaussianPosterior,
@@ -139,11 +141,35 @@ def test_parameter_groups_cover_every_parameter_once(kind):
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in q.parameters())
     lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
-    if kind == "full":
-        assert lrs[id(q.tril)] == pytest.approx(1e-2 / 8)  # lr / sqrt(D)
-        assert lrs[id(q.loc)] == lrs[id(q.raw_diag)] == 1e-2
-    else:
-        assert set(lrs.values()) == {1e-2}
+    assert lrs[id(q.loc)] == 1e-2
+    scale = q.raw_diag if kind == "full" else q.raw_std
+    assert lrs[id(scale)] == pytest.approx(1e-2 * SCALE_LR_FACTOR)  # log-scales travel e-folds
+    if kind != "diag":  # a factor with D-long columns: lr / sqrt(D)
+        assert lrs[id(q.tril if kind == "full" else q.cov_factor)] == pytest.approx(1e-2 / 8)
+
+
+def test_lowrank_factor_starts_at_the_diagonal_scale():
+    # Each column's squared norm (the variance it adds along its direction) starts near init_std^2,
+    # whatever D: a factor scaled by 1/sqrt(k) started with eigenvalues D * init_std^2 / k.
+    for D in (64, 1600):
+        q = make_posterior(D, "lowrank", cov_rank=4, init_std=0.05, generator=torch.Generator().manual_seed(0))
+        top = q.spectrum()[0].item()
+        assert 0.0025 < top < 3 * 0.0025
+
+
+def test_lowrank_columns_do_not_random_walk_above_the_prior():
+    # Noisy gradients on every factor entry (a random walk) for 130 Adam steps, the budget of a
+    # default fit, plus the KL: at lr / sqrt(D) no direction may end far above the prior variance 1.
+    D = 1538
+    q = make_posterior(D, "lowrank", cov_rank=4, init_std=0.05, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(q.parameter_groups(1e-2))
+    g = torch.Generator().manual_seed(1)
+    for _ in range(130):
+        opt.zero_grad()
+        (q.kl_to_prior(1.0) / 400).backward()
+        q.cov_factor.grad += 1e-2 * torch.randn(q.cov_factor.shape, generator=g)
+        opt.step()
+    assert q.spectrum()[0].item() < 1.1  # the KL alone is minimised at exactly the prior
 
 
 def test_full_factor_step_keeps_the_marginal_scale():
@@ -173,3 +199,37 @@ def test_quadratic_form_matches_dense(kind):
     J = torch.randn(4, 3, 10, dtype=torch.float64)
     dense = J @ q.covariance_matrix() @ J.transpose(1, 2)
     torch.testing.assert_close(q.quadratic_form(J), dense)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_kl_to_a_per_coordinate_prior_matches_torch_distributions(kind):
+    # One scale for the first half (the cores), another for the rest (a Bayesian head).
+    q = _randomised(kind)
+    scale = torch.full((D,), 1.7, dtype=torch.float64)
+    scale[: D // 2] = 0.3
+    prior = MultivariateNormal(torch.zeros(D, dtype=torch.float64), covariance_matrix=torch.diag(scale**2))
+    ref = _reference(q)
+    cov = torch.diag(ref.variance) if isinstance(ref, Normal) else ref.covariance_matrix
+    expected = kl_divergence(MultivariateNormal(q.loc, covariance_matrix=cov), prior)
+    torch.testing.assert_close(q.kl_to_prior(scale), expected, atol=1e-5, rtol=1e-7)
+    # A constant tensor is the isotropic prior.
+    torch.testing.assert_close(
+        q.kl_to_prior(torch.full((D,), PRIOR_STD, dtype=torch.float64)), q.kl_to_prior(PRIOR_STD)
+    )
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "full"])
+def test_block_empirical_bayes_is_the_optimum_of_that_blocks_prior(kind):
+    from scipy.optimize import minimize_scalar
+
+    q = _randomised(kind)
+    block = slice(2, D)
+    closed = float(q.empirical_bayes_prior_variance(block))
+
+    def kl(log_s):
+        scale = torch.ones(D, dtype=torch.float64)
+        scale[block] = float(np.exp(0.5 * log_s))
+        return float(q.kl_to_prior(scale))
+
+    numeric = minimize_scalar(kl, bounds=(-10, 5), method="bounded", options={"xatol": 1e-10}).x
+    assert np.isclose(np.exp(numeric), closed, rtol=1e-5)

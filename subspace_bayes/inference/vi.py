@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..options import Covariance, Posterior
 from .base import InferenceMethod
 
-__all__ = ["VI", "ELBOLoss", "expected_nll"]
+__all__ = ["VI", "ELBOLoss", "expected_nll", "convergence_problems"]
 
 
 @dataclass
@@ -87,26 +89,108 @@ class ELBOLoss(nn.Module):
         ``q`` is the same as if it were optimised jointly).
     kl_weight : float, default=1.0
         ``beta``.
+    head_prior_std : float, "auto" or None, default=None
+        With a Bayesian head: the prior scale of the head's entries of ``theta``, so the prior is
+        ``N(0, sigma_p^2)`` on the cores and ``N(0, sigma_h^2)`` on the head (``"auto"``: the
+        empirical-Bayes optimum of the head block alone). None: one prior ``prior_std`` for both.
     """
 
-    def __init__(self, module: nn.Module, num_data: int | None, prior_std: float | str = 1.0, kl_weight: float = 1.0):
+    def __init__(
+        self,
+        module: nn.Module,
+        num_data: int | None,
+        prior_std: float | str = 1.0,
+        kl_weight: float = 1.0,
+        head_prior_std: float | str | None = None,
+    ):
         super().__init__()
         self.__dict__["module"] = module  # a reference; nn.Module would register (and save) it as a submodule
         self.num_data = None if num_data is None else int(num_data)
         self.prior_std = prior_std if prior_std == "auto" else float(prior_std)
         self.kl_weight = float(kl_weight)
+        self.head_prior_std = head_prior_std if head_prior_std in (None, "auto") else float(head_prior_std)
 
-    def current_prior_std(self) -> float:
-        """``sigma_p`` now: the fixed value, or the empirical-Bayes optimum for the current posterior."""
-        if self.prior_std != "auto":
-            return self.prior_std
-        variance = self.module.posterior.empirical_bayes_prior_variance().detach()
+    def _split_head(self) -> bool:
+        """Whether the head's entries of ``theta`` have a prior of their own."""
+        return self.head_prior_std is not None and bool(getattr(self.module, "bayesian_head", False))
+
+    def _block_std(self, value: float | str, block: slice | None) -> float:
+        if value != "auto":
+            return float(value)
+        variance = self.module.posterior.empirical_bayes_prior_variance(block).detach()
         return float(variance.clamp_min(1e-12).sqrt())
 
+    def current_prior_std(self) -> float:
+        """``sigma_p`` of the cores now: the fixed value, or the empirical-Bayes optimum for the current posterior."""
+        return self._block_std(self.prior_std, slice(0, self.module.n_core) if self._split_head() else None)
+
+    def current_head_prior_std(self) -> float | None:
+        """``sigma_h`` of a Bayesian head's own prior now (None: the head shares ``sigma_p``)."""
+        if not self._split_head():
+            return None
+        return self._block_std(self.head_prior_std, slice(self.module.n_core, self.module.n_theta))
+
+    def prior_scale(self) -> float | Tensor:
+        """The prior's standard deviation: a float, or per coordinate ``(D,)`` when the head has its own."""
+        cores = self.current_prior_std()
+        head = self.current_head_prior_std()
+        if head is None:
+            return cores
+        posterior = self.module.posterior
+        scale = torch.full((posterior.dim,), head, dtype=posterior.loc.dtype, device=posterior.loc.device)
+        scale[: self.module.n_core] = cores
+        return scale
+
     def kl(self) -> Tensor:
-        return self.module.posterior.kl_to_prior(self.current_prior_std())
+        return self.module.posterior.kl_to_prior(self.prior_scale())
 
     def forward(self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         if not self.num_data:
             raise RuntimeError("ELBOLoss needs num_data, the size of the training split; fit sets it.")
-        return expected_nll(logits, target, sample_weight) + self.kl_weight * self.kl() / self.num_data
+        nll = expected_nll(logits, target, sample_weight)
+        kl_term = self.kl_weight * self.kl() / self.num_data
+        #: The two terms of the last call, detached: the data term ``E_q[NLL]`` and ``beta * KL / N``.
+        self.last_terms = (nll.detach(), kl_term.detach())
+        return nll + kl_term
+
+
+def convergence_problems(
+    variance: Tensor, init_std: float, prior_std: float | Tensor, *, at_init: float = 0.5, above: float = 1.5
+) -> list[str]:
+    """Signs that a fitted VI posterior is not the ELBO's optimum, as sentences (empty when none).
+
+    Two checks on the marginal variances ``diag(Sigma)``:
+
+    - *still at the initialisation*: more than ``at_init`` of the coordinates have a standard
+      deviation within a factor of 2 of ``init_std`` (the optimiser has barely moved them);
+    - *above the prior*: a marginal variance exceeds ``above * prior_std^2``. With a Gauss-Newton
+      (positive semi-definite) curvature the optimum is ``Sigma^{-1} = I / sigma_p^2 + N E_q[G]``,
+      so no direction's variance exceeds the prior's; far above it means the optimiser is still
+      wandering.
+
+    Parameters
+    ----------
+    variance : Tensor of shape (D,)
+    init_std : float
+    prior_std : float or Tensor of shape (D,)
+    at_init, above : float
+        Thresholds of the two checks.
+    """
+    std = variance.detach().clamp_min(0).sqrt()
+    problems = []
+    still = float(((std / init_std).log().abs() <= math.log(2.0)).double().mean())
+    if still > at_init:
+        problems.append(
+            f"{still:.0%} of the posterior's standard deviations are still at init_std={init_std}: the fit "
+            "stopped before the variances moved; train longer (max_epochs) or on more data."
+        )
+    prior_var = torch.as_tensor(prior_std, dtype=variance.dtype, device=variance.device).pow(2).expand_as(variance)
+    ratio = variance.detach() / prior_var
+    worst = int(ratio.argmax())
+    if float(ratio[worst]) > above:
+        problems.append(
+            f"a posterior variance ({float(variance[worst]):.3g}) is {float(ratio[worst]):.1f}x its prior's "
+            f"({float(prior_var[worst]):.3g}); the optimum never exceeds the prior, so the optimiser is still "
+            "wandering: lower lr or train longer."
+        )
+    return problems

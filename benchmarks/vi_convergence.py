@@ -1,0 +1,206 @@
+"""Is the default VI fit converged, and what do the changes of issue 32 do to its predictions?
+
+python benchmarks/vi_convergence.py --worker 0/2 &   # cells not stored yet; two processes share them
+python benchmarks/vi_convergence.py --worker 1/2 &
+python benchmarks/vi_convergence.py --table-only      # rewrite the docs block from the stored cells
+
+Protocol (SST-2, MiniLM, the estimator's defaults unless a row says otherwise):
+
+- train: 400 phrases drawn with the seed from rows 0-2,999 of the bundled SST-2 training sample;
+- dev: rows 3,000-3,499 of that sample (500 phrases, never trained on): every choice is made here;
+- test: GLUE's SST-2 validation set (872 sentences), reported after the choice, never used for it.
+
+Five seeds (``random_state`` = seed, which also picks the training phrases). Each row is compared with
+the previous release's default ("before") on the same seed and the same examples: the mean paired
+difference and a 95% t-interval over seeds (t with n - 1 degrees of freedom). "before" rows run the
+parent commit's code (``--code before`` with that commit's package first on ``PYTHONPATH``).
+Cells are stored one file each in benchmarks/results/vi_convergence/ (resumable, safe in parallel);
+the table goes into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "vi_convergence"
+PAGE = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- vi-convergence:start -->", "<!-- vi-convergence:end -->"
+SEEDS = (0, 1, 2, 3, 4)
+N_TRAIN, DEV = 400, slice(3000, 3500)
+#: t_{0.975, n-1} for the 95% interval over n seeds.
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
+
+#: row -> estimator settings ("before" runs the previous release's defaults).
+ROWS = {
+    "before: previous default": {},
+    "MAP": {"posterior": "map"},
+    "label prior": None,
+    "after: σ_p = 1 (shared)": {"prior_std": 1.0},
+    "after: σ_p = 0.3, σ_h = 1": {"prior_std": 0.3, "head_prior_std": 1.0},
+    "after: σ_p = 0.3, σ_h = 1, β = 0.3": {"prior_std": 0.3, "head_prior_std": 1.0, "kl_weight": 0.3},
+}
+BEFORE = "before: previous default"
+
+
+def splits(seed: int):
+    from subspace_bayes.datasets import load_sst2
+
+    X, y = load_sst2("train")
+    X, y = np.asarray(X, dtype=object), np.asarray(y)
+    idx = np.random.RandomState(seed).permutation(3000)[:N_TRAIN]
+    X_test, y_test = load_sst2("validation")
+    return (list(X[idx]), y[idx]), (list(X[DEV]), y[DEV]), (list(X_test), np.asarray(y_test))
+
+
+def scores(y_enc: np.ndarray, P: np.ndarray) -> dict:
+    from subspace_bayes.metrics import expected_calibration_error
+
+    p_true = np.clip(P[np.arange(len(y_enc)), y_enc], 1e-12, None)
+    onehot = np.eye(P.shape[1])[y_enc]
+    return {
+        "nll": float(-np.log(p_true).mean()),
+        "ece": float(expected_calibration_error(y_enc, P)),
+        "accuracy": float((P.argmax(1) == y_enc).mean()),
+        "brier": float(((P - onehot) ** 2).sum(1).mean()),
+    }
+
+
+def run_cell(row: str, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    (X, y), dev, test = splits(seed)
+    settings = ROWS[row]
+    if settings is None:  # the training class frequencies, for every input
+        classes, counts = np.unique(y, return_counts=True)
+        prior = counts / counts.sum()
+        out = {}
+        for name, (Xs, ys) in (("dev", dev), ("test", test)):
+            out[name] = scores(np.searchsorted(classes, ys), np.tile(prior, (len(Xs), 1)))
+        return out
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    start = time.time()
+    clf = BayesianSubspaceClassifier(random_state=seed, verbose=0, **settings).fit(X, y)
+    out = {"fit_seconds": round(time.time() - start, 1)}
+    q, module = clf.module_.posterior, clf.module_
+    if clf.posterior != "map":
+        out["top_eigenvalues"] = [round(float(v), 4) for v in q.spectrum()[:4]]
+        out["core_variance_median"] = float(q.variance().detach()[: module.n_core].median())
+    for name, (Xs, ys) in (("dev", dev), ("test", test)):
+        out[name] = scores(np.searchsorted(clf.classes_, ys), clf.predict_proba(Xs))
+    return out
+
+
+def cell_file(row: str, seed: int) -> Path:
+    slug = "-".join("".join(c if c.isascii() and c.isalnum() else " " for c in row).split())
+    return RESULTS / f"{slug}--seed{seed}.json"
+
+
+def load_cells() -> dict:
+    cells = {}
+    for row in ROWS:
+        for seed in SEEDS:
+            file = cell_file(row, seed)
+            if file.exists():
+                cells[(row, seed)] = json.loads(file.read_text())
+    return cells
+
+
+def paired(cells: dict, row: str, split: str, metric: str) -> tuple[float, float, int] | None:
+    """Mean over seeds of ``row - before`` and the half-width of its 95% t-interval."""
+    diffs = [
+        cells[(row, s)][split][metric] - cells[(BEFORE, s)][split][metric]
+        for s in SEEDS
+        if (row, s) in cells and (BEFORE, s) in cells
+    ]
+    if len(diffs) < 2:
+        return None
+    d = np.asarray(diffs)
+    return float(d.mean()), T_975[len(d)] * float(d.std(ddof=1)) / math.sqrt(len(d)), len(d)
+
+
+def verdict(diff: tuple[float, float, int] | None, lower_is_better: bool) -> str:
+    if diff is None:
+        return "n/a"
+    mean, half, _ = diff
+    text = f"{mean:+.3f} ± {half:.3f}"
+    if abs(mean) <= half:
+        return f"{text} (no difference detected)"
+    better = (mean < 0) == lower_is_better
+    return f"{text} ({'better' if better else 'worse'})"
+
+
+def render(cells: dict) -> str:
+    lines = [START]
+    for split in ("dev", "test"):
+        title = "dev (choices made here)" if split == "dev" else "test (reported after the choice)"
+        lines += [
+            "",
+            f"**SST-2 {title}**, mean over seeds; against the previous default: paired difference ± 95% t-interval",
+            "",
+            "| row | seeds | NLL | ECE | accuracy | Brier | ΔNLL vs before | ΔECE vs before | Δaccuracy vs before |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in ROWS:
+            have = [cells[(row, s)][split] for s in SEEDS if (row, s) in cells]
+            if not have:
+                continue
+            mean = {m: np.mean([h[m] for h in have]) for m in ("nll", "ece", "accuracy", "brier")}
+            if row == BEFORE:
+                deltas = ["—", "—", "—"]
+            else:
+                deltas = [
+                    verdict(paired(cells, row, split, "nll"), True),
+                    verdict(paired(cells, row, split, "ece"), True),
+                    verdict(paired(cells, row, split, "accuracy"), False),
+                ]
+            lines.append(
+                f"| {row} | {len(have)} | {mean['nll']:.3f} | {mean['ece']:.3f} | {mean['accuracy']:.3f} "
+                f"| {mean['brier']:.3f} | " + " | ".join(deltas) + " |"
+            )
+    spectra = [
+        f"{row}: {np.mean([cells[(row, s)]['top_eigenvalues'][0] for s in SEEDS if (row, s) in cells]):.2f}"
+        for row in ROWS
+        if any((row, s) in cells and "top_eigenvalues" in cells[(row, s)] for s in SEEDS)
+    ]
+    if spectra:
+        lines += ["", "Largest eigenvalue of the fitted covariance, mean over seeds: " + "; ".join(spectra) + "."]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--worker", default="0/1", help="i/n: run every n-th missing cell, starting at i")
+    parser.add_argument("--code", choices=["after", "before"], default="after")
+    args = parser.parse_args(argv)
+    if not args.table_only:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        i, n = (int(v) for v in args.worker.split("/"))
+        rows = [BEFORE] if args.code == "before" else [r for r in ROWS if r != BEFORE]
+        todo = [(r, s) for s in SEEDS for r in rows if not cell_file(r, s).exists()]
+        for row, seed in todo[i::n]:
+            result = {"row": row, "seed": seed, "code": args.code, **run_cell(row, seed)}
+            tmp = cell_file(row, seed).with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
+            os.replace(tmp, cell_file(row, seed))
+            print(row, seed, result.get("dev"), flush=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cost import write_block  # the page update shared by the benchmarks
+
+    write_block(PAGE, render(load_cells()), START, END)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
