@@ -152,7 +152,15 @@ LAPLACE_STRUCTURES = ("full",)
 
 #: Settings every row starts from, pinned so that a change of the estimator's defaults cannot change
 #: what a stored row measured (the rows below override them by name).
-PINNED = dict(bayesian_head=False, prior_std=1.0, covariance="lowrank", cov_rank=4, projection="svd")
+PINNED = dict(
+    bayesian_head=False,
+    prior_std=1.0,
+    head_prior_std=None,
+    kl_weight=1.0,
+    covariance="lowrank",
+    cov_rank=4,
+    projection="svd",
+)
 
 #: The trained Bayesian rows: the default (VI, low rank + diagonal, k = 4), the prior tuned by
 #: empirical Bayes, the head in theta, both together, and SWAG. VI diag and full were compared on the

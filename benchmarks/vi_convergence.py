@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "vi_convergence"
 PAGE = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- vi-convergence:start -->", "<!-- vi-convergence:end -->"
+SPECTRUM = ROOT / "benchmarks" / "results" / "vi_spectrum.json"
+SPECTRUM_START, SPECTRUM_END = "<!-- vi-spectrum:start -->", "<!-- vi-spectrum:end -->"
 SEEDS = (0, 1, 2, 3, 4)
 N_TRAIN, DEV = 400, slice(3000, 3500)
 #: t_{0.975, n-1} for the 95% interval over n seeds.
@@ -42,13 +44,15 @@ T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
 #: row -> estimator settings ("before" runs the previous release's defaults).
 ROWS = {
     "before: previous default": {},
-    "MAP": {"posterior": "map"},
+    "MAP": {"posterior": "map", "prior_std": 1.0, "kl_weight": 1.0},
     "label prior": None,
-    "after: σ_p = 1 (shared)": {"prior_std": 1.0},
-    "after: σ_p = 0.3, σ_h = 1": {"prior_std": 0.3, "head_prior_std": 1.0},
+    "after: σ_p = 1 (shared)": {"prior_std": 1.0, "head_prior_std": None, "kl_weight": 1.0},
+    "after: σ_p = 0.3, σ_h = 1": {"prior_std": 0.3, "head_prior_std": 1.0, "kl_weight": 1.0},
     "after: σ_p = 0.3, σ_h = 1, β = 0.3": {"prior_std": 0.3, "head_prior_std": 1.0, "kl_weight": 0.3},
 }
 BEFORE = "before: previous default"
+#: The row that became the default (chosen on dev by the rule in docs/benchmarks.md).
+CHOSEN = "after: σ_p = 0.3, σ_h = 1, β = 0.3"
 
 
 def splits(seed: int):
@@ -101,6 +105,71 @@ def run_cell(row: str, seed: int) -> dict:
     return out
 
 
+#: The fits of the spectrum table: the previous default, the new one, and the new code on the
+#: previous default's model (prior 1 for cores and head, kl_weight 1), whose ELBO compares with it.
+SPECTRUM_FITS = {
+    "before": ("previous default", {}),
+    "after": ("new default", {}),
+    "after-same-model": (
+        "new code, previous model (σ_p = 1 shared, β = 1)",
+        {"prior_std": 1.0, "head_prior_std": None, "kl_weight": 1.0},
+    ),
+}
+
+
+def spectrum_row(max_epochs: int, code: str) -> dict:
+    """Issue 32's setting: the default fit on the first 400 phrases of the bundled sample, ``random_state=0``."""
+    import torch
+
+    from subspace_bayes import BayesianSubspaceClassifier
+    from subspace_bayes.datasets import load_sst2
+
+    torch.set_num_threads(1)
+    X, y = load_sst2("train", n=400)
+    settings = SPECTRUM_FITS[code][1]
+    clf = BayesianSubspaceClassifier(random_state=0, verbose=0, max_epochs=max_epochs, **settings).fit(X, y)
+    eigenvalues = clf.module_.posterior.spectrum()
+    prior = getattr(clf.criterion_, "prior_scale", lambda: clf.prior_std_)()
+    prior_var = (torch.as_tensor(prior, dtype=torch.float64) ** 2).max()
+    return {
+        "code": code,
+        "epochs": max_epochs,
+        "D": int(clf.n_theta_),
+        "top_eigenvalues": [round(float(v), 4) for v in eigenvalues[:4]],
+        "median_eigenvalue": float(eigenvalues.median()),
+        "largest_prior_variance": float(prior_var),
+        "train_elbo": _elbo(clf, X, y, prior),
+    }
+
+
+def _elbo(clf, X, y, prior) -> float:
+    """``BayesianSubspaceClassifier.elbo`` written out, so that the previous release is measured the same way."""
+    import torch
+
+    probs = clf.predict_sample_proba(X, 32)
+    y_enc = np.searchsorted(clf.classes_, y)
+    loglik = np.log(np.clip(probs[:, np.arange(len(y_enc)), y_enc], 1e-300, None)).mean(0).sum()
+    with torch.no_grad():
+        return float(loglik - clf.module_.posterior.kl_to_prior(prior))
+
+
+def render_spectrum(rows: list[dict]) -> str:
+    lines = [
+        SPECTRUM_START,
+        "| fit | epochs | D | top eigenvalues of Σ | median eigenvalue | largest prior variance "
+        "| training ELBO (its own prior, β = 1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        top = ", ".join(f"{v:.3g}" for v in r["top_eigenvalues"])
+        lines.append(
+            f"| {SPECTRUM_FITS[r['code']][0]} | {r['epochs']} | {r['D']} | {top} | {r['median_eigenvalue']:.4f} "
+            f"| {r['largest_prior_variance']:.3g} | {r['train_elbo']:.0f} |"
+        )
+    lines.append(SPECTRUM_END)
+    return "\n".join(lines)
+
+
 def cell_file(row: str, seed: int) -> Path:
     slug = "-".join("".join(c if c.isascii() and c.isalnum() else " " for c in row).split())
     return RESULTS / f"{slug}--seed{seed}.json"
@@ -116,12 +185,12 @@ def load_cells() -> dict:
     return cells
 
 
-def paired(cells: dict, row: str, split: str, metric: str) -> tuple[float, float, int] | None:
-    """Mean over seeds of ``row - before`` and the half-width of its 95% t-interval."""
+def paired(cells: dict, row: str, split: str, metric: str, against: str = BEFORE) -> tuple[float, float, int] | None:
+    """Mean over seeds of ``row - against`` and the half-width of its 95% t-interval."""
     diffs = [
-        cells[(row, s)][split][metric] - cells[(BEFORE, s)][split][metric]
+        cells[(row, s)][split][metric] - cells[(against, s)][split][metric]
         for s in SEEDS
-        if (row, s) in cells and (BEFORE, s) in cells
+        if (row, s) in cells and (against, s) in cells
     ]
     if len(diffs) < 2:
         return None
@@ -168,6 +237,19 @@ def render(cells: dict) -> str:
                 f"| {row} | {len(have)} | {mean['nll']:.3f} | {mean['ece']:.3f} | {mean['accuracy']:.3f} "
                 f"| {mean['brier']:.3f} | " + " | ".join(deltas) + " |"
             )
+    lines += [
+        "",
+        f"**The new default ({CHOSEN}) against MAP**, paired over the same seeds and examples (± 95% t-interval)",
+        "",
+        "| split | ΔNLL | ΔECE | Δaccuracy | ΔBrier |",
+        "|---|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        cols = [
+            verdict(paired(cells, CHOSEN, split, m, "MAP"), m != "accuracy")
+            for m in ("nll", "ece", "accuracy", "brier")
+        ]
+        lines.append(f"| {split} | " + " | ".join(cols) + " |")
     spectra = [
         f"{row}: {np.mean([cells[(row, s)]['top_eigenvalues'][0] for s in SEEDS if (row, s) in cells]):.2f}"
         for row in ROWS
@@ -183,12 +265,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--worker", default="0/1", help="i/n: run every n-th missing cell, starting at i")
-    parser.add_argument("--code", choices=["after", "before"], default="after")
+    parser.add_argument("--code", choices=list(SPECTRUM_FITS), default="after")
+    parser.add_argument("--spectrum", nargs="*", type=int, help="epochs: the spectrum of issue 32's setting instead")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cost import write_block  # the page update shared by the benchmarks
+
+    if args.spectrum is not None:
+        rows = json.loads(SPECTRUM.read_text()) if SPECTRUM.exists() else []
+        for epochs in args.spectrum:
+            rows = [r for r in rows if (r["code"], r["epochs"]) != (args.code, epochs)]
+            rows.append(spectrum_row(epochs, args.code))
+            rows.sort(key=lambda r: (list(SPECTRUM_FITS).index(r["code"]), r["epochs"]))
+            SPECTRUM.write_text(json.dumps(rows, indent=1) + "\n")
+        write_block(PAGE, render_spectrum(rows), SPECTRUM_START, SPECTRUM_END)
+        return
     if not args.table_only:
         RESULTS.mkdir(parents=True, exist_ok=True)
         i, n = (int(v) for v in args.worker.split("/"))
-        rows = [BEFORE] if args.code == "before" else [r for r in ROWS if r != BEFORE]
+        rows = [BEFORE] if args.code == "before" else [r for r in ROWS if r != BEFORE]  # grid: before/after
         todo = [(r, s) for s in SEEDS for r in rows if not cell_file(r, s).exists()]
         for row, seed in todo[i::n]:
             result = {"row": row, "seed": seed, "code": args.code, **run_cell(row, seed)}
@@ -196,10 +291,9 @@ def main(argv: list[str] | None = None) -> None:
             tmp.write_text(json.dumps(result, indent=1) + "\n")
             os.replace(tmp, cell_file(row, seed))
             print(row, seed, result.get("dev"), flush=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from cost import write_block  # the page update shared by the benchmarks
-
     write_block(PAGE, render(load_cells()), START, END)
+    if SPECTRUM.exists():
+        write_block(PAGE, render_spectrum(json.loads(SPECTRUM.read_text())), SPECTRUM_START, SPECTRUM_END)
 
 
 if __name__ == "__main__":

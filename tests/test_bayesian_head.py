@@ -1,5 +1,6 @@
 """bayesian_head=True: the linear head's [W | b] joins the cores in theta, as its sum-to-zero contrasts."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,12 @@ def test_the_default_fits_a_bayesian_head_and_an_eb_prior_with_it_warns(tiny_ber
     clf.fit(*toy_data)
     assert clf.module_.bayesian_head and clf.n_theta_ == clf.module_.n_core + (2 - 1) * (32 + 1)
     eb_with_head = tiny_kwargs(tiny_bert_dir, bayesian_head=True, prior_std="auto", max_epochs=1)
-    with pytest.warns(UserWarning, match="base rate"):
+    with pytest.warns(UserWarning, match="base rate"):  # one EB prior shared by cores and head
+        BayesianSubspaceClassifier(**eb_with_head, head_prior_std=None).fit(*toy_data)
+    with warnings.catch_warnings(record=True) as caught:  # the default head_prior_std: the head's own prior
+        warnings.simplefilter("always")
         BayesianSubspaceClassifier(**eb_with_head).fit(*toy_data)
+    assert not [w for w in caught if "base rate" in str(w.message)]
 
 
 def test_an_adapter_saved_by_the_previous_release_predicts_as_it_did(tiny_bert_dir, toy_test):

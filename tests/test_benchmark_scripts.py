@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -323,6 +324,9 @@ def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates():
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     block = page[page.index(module.START) : page.index(module.END) + len(module.END)]
     assert block == module.render(module.load_cells())
+    spectrum = page[page.index(module.SPECTRUM_START) : page.index(module.SPECTRUM_END) + len(module.SPECTRUM_END)]
+    rows = json.loads(module.SPECTRUM.read_text()) if module.SPECTRUM.exists() else []
+    assert spectrum == module.render_spectrum(rows)
 
 
 def test_vi_convergence_verdicts_need_an_interval_that_excludes_zero():

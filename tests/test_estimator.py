@@ -172,8 +172,8 @@ class TestFitPredict:
         logits = torch.randn(2, 5, 2)
         target = torch.tensor([0, 1, 1, 0, 1])
         nll = torch.nn.functional.cross_entropy(logits.reshape(10, 2), target.repeat(2))
-        kl = fitted.module_.posterior.kl_to_prior(fitted.prior_std)
-        torch.testing.assert_close(criterion(logits, target), nll + kl / 96)
+        kl = fitted.module_.posterior.kl_to_prior(criterion.prior_scale())
+        torch.testing.assert_close(criterion(logits, target), nll + fitted.kl_weight * kl / 96)
 
 
 class TestSklearnIntegration:

@@ -7,6 +7,7 @@
     head of a tiny backbone, the ELBO of the default fit against a long, small-step fit.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -38,14 +39,14 @@ def _logits(theta, features):
     return torch.einsum("nh,sch->snc", features, torch.einsum("ck,skh->sch", contrast_basis(C), Z))
 
 
-def _fit(covariance, *, steps, lr, batch_size, n_draws, seed=0):
-    """Minimise NLL + KL / N with the posterior's own parameter groups (as the estimator does)."""
+def _fit(covariance, *, steps, lr, batch_size, n_draws, cosine=True, seed=0):
+    """Minimise NLL + KL / N with the posterior's own parameter groups and cosine decay (as the estimator does)."""
     torch.manual_seed(seed)
     features, y = _logistic_problem()
     D = (C - 1) * features.shape[1]
     q = make_posterior(D, covariance, cov_rank=2, generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.AdamW(q.parameter_groups(lr), lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if batch_size >= N else None
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
     g = torch.Generator().manual_seed(seed + 1)
     order, pos = torch.randperm(N, generator=g), 0
     for _ in range(steps):
@@ -74,9 +75,16 @@ DEFAULT = dict(steps=10 * math.ceil(N / 32), lr=1e-2, batch_size=32, n_draws=1)
 REFERENCE = dict(steps=3000, lr=3e-3, batch_size=N, n_draws=16)
 
 
-@pytest.fixture(scope="module", params=["diag", "lowrank", "full"])
+@functools.cache
+def _reference(covariance):
+    return _fit(covariance, **REFERENCE)
+
+
+@pytest.fixture(scope="module", params=[(c, s) for c in ("diag", "lowrank", "full") for s in ("constant", "cosine")])
 def fits(request):
-    return request.param, _fit(request.param, **DEFAULT), _fit(request.param, **REFERENCE)
+    """``(covariance, schedule)``, the default-budget fit, the reference fit."""
+    covariance, schedule = request.param
+    return request.param, _fit(covariance, **DEFAULT, cosine=schedule == "cosine"), _reference(covariance)
 
 
 def _seen(width: int, dim: int) -> torch.Tensor:
@@ -84,11 +92,15 @@ def _seen(width: int, dim: int) -> torch.Tensor:
     return torch.tensor([j % width < H or j % width == width - 1 for j in range(dim)])
 
 
-def test_directions_the_likelihood_cannot_see_end_at_the_prior(fits):
+def test_directions_the_likelihood_cannot_see_end_at_the_prior(fits, request):
     # The contrasts of an always-zero feature change no prediction: the exact posterior there is the
     # prior N(0, 1). With one step size for everything the default budget left them near init_std^2
-    # (0.03 for diag, 0.12 for lowrank); the log-scales' own step takes them to the prior.
-    _, (q, features, _), _ = fits
+    # (0.03 for diag, 0.12 for lowrank); the log-scales' own step takes them to the prior at a
+    # constant step. Cosine decay (lr_schedule="auto" for VI) halves the distance a scale can travel
+    # in 130 steps: they end near half the prior (measured 0.48-0.52), an open problem.
+    (_, schedule), (q, features, _), _ = fits
+    if schedule == "cosine":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="cosine decay: unseen scales reach ~0.5 x prior"))
     dead = ~_seen(features.shape[1], q.dim)
     np.testing.assert_allclose(q.variance().detach()[dead].numpy(), PRIOR_STD**2, rtol=0.2)
 
@@ -102,11 +114,13 @@ def test_no_direction_ends_far_above_the_prior(fits):
 
 def test_the_default_budget_closes_most_of_the_elbo_gap(fits):
     # Default budget against the long reference fit, on the ELBO (what VI maximises). Measured: the
-    # default ends 21% below the reference for every family (docs/method.md); before the per-kind
-    # step sizes it ended 270% below (variances at init_std, a wandering low-rank factor).
-    covariance, (q, features, y), (ref, *_) = fits
+    # default ends 21-22% below the reference at a constant step and 46-47% below with cosine decay
+    # (the mean travels less); at one step size for everything it ended 25% below with the unseen
+    # variances at init_std^2.
+    (covariance, schedule), (q, features, y), (ref, *_) = fits
     gap = _elbo(ref, features, y) - _elbo(q, features, y)
-    assert 0 < gap < 0.3 * abs(_elbo(ref, features, y)), (covariance, gap)
+    bound = 0.3 if schedule == "constant" else 0.5
+    assert 0 < gap < bound * abs(_elbo(ref, features, y)), (covariance, schedule, gap)
 
 
 @pytest.mark.xfail(
@@ -115,7 +129,7 @@ def test_the_default_budget_closes_most_of_the_elbo_gap(fits):
     "reference mean has entries up to 1.8; the mean ends half-way (docs/method.md).",
 )
 def test_the_default_budget_reaches_the_reference_mean_and_variances(fits):
-    covariance, (q, features, _), (ref, *_) = fits
+    (covariance, _), (q, features, _), (ref, *_) = fits
     seen = _seen(features.shape[1], q.dim)
     mu, mu_ref = q.mean.detach(), ref.mean.detach()
     assert (mu - mu_ref).norm() <= 0.2 * mu_ref.norm()
@@ -126,7 +140,7 @@ def test_the_default_budget_reaches_the_reference_mean_and_variances(fits):
 def test_the_reference_full_covariance_matches_the_laplace_approximation():
     # Sanity check of the reference itself: for this well-determined logistic regression the full
     # Gaussian VI optimum is close to the Laplace approximation at the mode (Hessian of NLL + prior).
-    ref, features, y = _fit("full", **REFERENCE)
+    ref, features, y = _reference("full")
     theta = ref.mean.detach().clone().requires_grad_(True)
     for _ in range(50):  # Newton steps to the mode of the log joint
         loss = N * expected_nll(_logits(theta[None], features), y) + 0.5 * theta.pow(2).sum() / PRIOR_STD**2
@@ -140,9 +154,9 @@ def test_the_reference_full_covariance_matches_the_laplace_approximation():
 
 def test_the_default_fit_on_a_backbone_closes_most_of_the_elbo_gap_to_a_long_small_step_fit(tiny_bert_dir, toy_data):
     # Cores + Bayesian head of a tiny BERT, the default lr and epochs, against 4x the epochs at a
-    # third of the step. Measured: the default ends about 19% below the reference's ELBO.
+    # third of the step. kl_weight=1, so that the objective is the ELBO that elbo() reports.
     X, y = toy_data
-    params = tiny_kwargs(tiny_bert_dir, bayesian_head=True, lr=1e-2, max_epochs=10)
+    params = tiny_kwargs(tiny_bert_dir, bayesian_head=True, lr=1e-2, max_epochs=10, kl_weight=1.0)
     default = BayesianSubspaceClassifier(**params).fit(X, y)
     reference = BayesianSubspaceClassifier(**{**params, "lr": 3e-3, "max_epochs": 40}).fit(X, y)
     ref_elbo = reference.elbo(X, y, n_samples=64)
@@ -192,7 +206,7 @@ def test_the_head_gets_its_own_prior(tiny_bert_dir, toy_data):
     head = slice(n_core, auto.module_.n_theta)
     assert np.isclose(auto.head_prior_std_, float(q.empirical_bayes_prior_variance(head).sqrt()), rtol=1e-5)
     assert np.isclose(auto.prior_std_, float(q.empirical_bayes_prior_variance(slice(0, n_core)).sqrt()), rtol=1e-5)
-    shared = BayesianSubspaceClassifier(**params).fit(*toy_data)
+    shared = BayesianSubspaceClassifier(**params, head_prior_std=None).fit(*toy_data)
     assert shared.head_prior_std_ is None and shared.criterion_.prior_scale() == 0.3
 
 
@@ -205,7 +219,7 @@ def test_convergence_problems_name_scales_at_init_and_variances_above_the_prior(
     wandering[3] = 4.0
     assert "4.0x its prior" in " ".join(convergence_problems(wandering, 0.05, 1.0))
     per_coordinate = torch.full((100,), 2.0)  # a head prior of 2 allows a variance of 4
-    assert convergence_problems(torch.full((100,), 3.0), 0.05, per_coordinate) == []
+    assert convergence_problems(torch.full((100,), 4.0), 0.05, per_coordinate) == []
     assert convergence_problems(torch.full((100,), 0.3), 0.05, 1.0) == []
 
 
