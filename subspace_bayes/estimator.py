@@ -394,6 +394,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     def _lr_schedule(self) -> str:
         """``lr_schedule`` resolved: ``"auto"`` is cosine decay for VI and a constant step otherwise."""
         if self.lr_schedule == "auto":
+            # From the parameters, not inference_: skorch's set_params re-initialises callbacks before any fit.
             return "cosine" if make_inference(self.get_params(deep=False)).trains_a_distribution else "constant"
         return self.lr_schedule
 

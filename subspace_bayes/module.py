@@ -233,12 +233,10 @@ class SubspaceClassifierModule(nn.Module):
     def _match_head_basis(self, state: dict[str, Tensor]) -> None:
         """Switch to the legacy ``"classes"`` head layout if ``state`` was saved with it (a longer ``theta``)."""
         loc = state.get("posterior.loc")
-        if not self.bayesian_head or loc is None or loc.numel() == self.n_theta:
-            return
+        legacy = self.n_core + self.head.out_features * (self.head.in_features + 1)
+        if not self.bayesian_head or loc is None or loc.numel() != legacy or self.head_basis == HEAD_CLASSES:
+            return  # the current layout, or a mismatch that the key/shape check reports
         self.head_basis = HEAD_CLASSES
-        if loc.numel() != self.n_theta:  # not the legacy layout either: let the key/shape check report it
-            self.head_basis = HEAD_CONTRASTS
-            return
         covariance, cov_rank = structure_of_state(state)
         dtype = self.posterior.loc.dtype
         self.posterior = make_posterior(self.n_theta, covariance, cov_rank=cov_rank, generator=torch.Generator()).to(

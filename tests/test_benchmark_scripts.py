@@ -317,10 +317,16 @@ def test_ablations_runs_a_cell_on_another_backbone_and_writes_its_page(tiny_bert
     ablations.main()
 
 
-def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates():
+@pytest.fixture(scope="module")
+def vi_convergence():
     spec = importlib.util.spec_from_file_location("vi_convergence", ROOT / "benchmarks" / "vi_convergence.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates(vi_convergence):
+    module = vi_convergence
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     block = page[page.index(module.START) : page.index(module.END) + len(module.END)]
     assert block == module.render(module.load_cells())
@@ -329,10 +335,8 @@ def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates():
     assert spectrum == module.render_spectrum(rows)
 
 
-def test_vi_convergence_verdicts_need_an_interval_that_excludes_zero():
-    spec = importlib.util.spec_from_file_location("vi_convergence", ROOT / "benchmarks" / "vi_convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_vi_convergence_verdicts_need_an_interval_that_excludes_zero(vi_convergence):
+    module = vi_convergence
     before, row = module.BEFORE, "MAP"
     cells = {}
     for seed, (b, r) in enumerate([(0.50, 0.45), (0.52, 0.46), (0.49, 0.45)]):
