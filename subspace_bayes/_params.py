@@ -16,12 +16,12 @@ __all__ = ["PARAMETER_CONSTRAINTS"]
 PARAMETER_CONSTRAINTS: dict[str, list] = {
     "backbone": [
         Custom(
-            lambda v: (isinstance(v, str) and v != "") or is_model_object(v),
-            "a non-empty str (alias, folder, hub id) or a transformers model object",
+            lambda v: (isinstance(v, str) and v != "") or is_path(v) or is_model_object(v),
+            "a non-empty str (alias, folder, hub id), a pathlib.Path folder or a transformers model object",
         )
     ],
     "backbone_kwargs": [Options((None,)), Custom(lambda v: isinstance(v, dict), "a dict")],
-    "tokenizer": [Options((None,)), Custom(lambda v: isinstance(v, str) or callable(v), "a tokenizer name or object")],
+    "tokenizer": [Options((None,)), Custom(lambda v: is_path(v) or callable(v), "a tokenizer name, folder or object")],
     "head": [one_of(Head)],
     "label_tokens": [Options((None,)), Custom(lambda v: isinstance(v, dict) and len(v) > 0, "a non-empty dict")],
     "bayesian_head": [Options((True, False, "auto"))],
@@ -53,6 +53,10 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "bucket_by_length": [Options((True, False))],
     "batch_size": [Interval("int", 1, None)],
     "max_epochs": [Interval("int", 0, None)],
+    "class_weight": [
+        Options((None, "balanced")),
+        Custom(lambda v: isinstance(v, dict) and all(w >= 0 for w in v.values()), "a dict of non-negative weights"),
+    ],
     "lr": [Interval("real", 0, None, closed="neither")],
     "lr_schedule": [Options(("auto", "constant", "cosine"))],
     "head_lr": [Interval("real", 0, None)],

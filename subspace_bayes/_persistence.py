@@ -7,14 +7,18 @@ files is :mod:`subspace_bayes.serialization`'s job.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from skorch.history import History
 
-from .backbones import backbone_name, load_tokenizer
+from .backbones import BACKBONE_ALIASES, backbone_name, load_tokenizer, quiet_loading
 from .inference import make_inference
 from .posteriors import make_posterior, structure_of, structure_of_state
 from .serialization import (
@@ -34,9 +38,24 @@ from .serialization import (
     write_adapter,
 )
 
-__all__ = ["PersistenceMixin"]
+__all__ = ["PersistenceMixin", "portable_name"]
 
 logger = logging.getLogger("subspace_bayes.estimator")
+
+
+def portable_name(name: str | os.PathLike) -> str:
+    """A backbone or tokenizer name that finds the same files from any working directory.
+
+    An existing local folder becomes its absolute path (``"./models/bert"`` would only load from
+    the directory it was fitted in); aliases and hub ids, which are not local folders, are kept.
+    """
+    text = os.fspath(name)
+    if text in BACKBONE_ALIASES or text.lower() in BACKBONE_ALIASES:
+        return text  # an alias wins over a folder of the same name when loading too
+    path = Path(text).expanduser()
+    if path.is_dir() and not Path(text).is_absolute():
+        return str(path.resolve())
+    return text
 
 
 class PersistenceMixin:
@@ -89,14 +108,33 @@ class PersistenceMixin:
             The backbone found now differs from the one the adapter was fitted on.
         """
         state = read_adapter(path)
-        est = cls(**{**state.params, **overrides})
+        est = cls(**{**cls._missing_parameters(state.params), **state.params, **overrides})
         est.classes_inferred_ = np.asarray(state.classes)
         for name, value in state.fitted.items():
             setattr(est, name, value)
         est.posterior_spec_ = state.posterior_spec
         est._restore(state.tensors)
-        check_backbone(state, est.module_, path)
+        check_backbone(state, est.module_, path, loaded=backbone_name(est.backbone))
         return est
+
+    #: What a parameter that an earlier release did not save meant then (it had no such parameter):
+    #: no Bayesian head (before 0.1.0), the head under the cores' prior and a constant step (before
+    #: head_prior_std and lr_schedule). A parameter missing from this table takes today's default.
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "bayesian_head": False,
+        "head_prior_std": None,
+        "lr_schedule": "constant",
+    }
+
+    @classmethod
+    def _missing_parameters(cls, saved: dict) -> dict:
+        """The parameters ``saved`` (an adapter's or a pickle's) lacks, with the meaning they had when it was saved."""
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        return {k: cls.LEGACY_DEFAULTS.get(k, v) for k, v in defaults.items() if k not in saved}
 
     def save_adapter(self, path: str | os.PathLike):
         """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
@@ -116,11 +154,19 @@ class PersistenceMixin:
         return write_adapter(path, state)
 
     def _names_of_objects(self) -> dict[str, str]:
-        """``backbone`` and ``tokenizer`` objects replaced by the names they re-load by."""
+        """``backbone`` and ``tokenizer`` as the names they re-load by, wherever the loading process runs.
+
+        An object becomes its ``name_or_path``; a local folder (given relative or not) its absolute
+        path, so that a saved model loads from any working directory; aliases and hub ids stay as
+        they are.
+        """
         names = {}
         for key in ("backbone", "tokenizer"):
             value = getattr(self, key, None)
-            if value is None or isinstance(value, (str, os.PathLike)):
+            if value is None:
+                continue
+            if isinstance(value, (str, os.PathLike)):
+                names[key] = portable_name(value)
                 continue
             name = backbone_name(value) if key == "backbone" else str(getattr(value, "name_or_path", "") or "")
             if not name:
@@ -128,7 +174,7 @@ class PersistenceMixin:
                     f"The {key} object has no name_or_path to be re-loaded by, so it cannot be saved: save it "
                     f"with {key}.save_pretrained(folder) and pass {key}=folder."
                 )
-            names[key] = name
+            names[key] = portable_name(name)
         return names
 
     _NON_PICKLED = ("module_", "criterion_", "optimizer_", "tokenizer_", "train_generator_", "shuffle_generator_")
@@ -192,17 +238,22 @@ class PersistenceMixin:
 
     def __setstate__(self, state: dict) -> None:
         adapter_state = state.pop("adapter_state_", None)
-        self.__dict__.update(state)
+        self.__dict__.update({**self._missing_parameters(state), **state})
         if adapter_state is not None:
             self._restore(adapter_state)
 
     def _restore(self, adapter_state: dict) -> None:
         """Re-load the backbone by name and put the saved learned tensors around it."""
-        self.device_ = self._resolve_device()
-        self.tokenizer_ = load_tokenizer(self.backbone, self.tokenizer, backbone_kwargs=self.backbone_kwargs)
-        if getattr(self, "inference_", None) is None:
-            self.inference_ = make_inference(self.get_params(deep=False))
-        module = self._build_module(self.posterior_spec_, "svd")  # the saved bases replace the projection's
+        try:
+            self.device_ = self._resolve_device()
+        except ValueError as exc:  # saved on a GPU machine, loaded on one without (skorch does the same)
+            warnings.warn(f"{exc} Loading on the CPU instead (device='cpu').", UserWarning, stacklevel=3)
+            self.device, self.device_ = "cpu", "cpu"
+        with quiet_loading(not self.verbose):
+            self.tokenizer_ = load_tokenizer(self.backbone, self.tokenizer, backbone_kwargs=self.backbone_kwargs)
+            if getattr(self, "inference_", None) is None:
+                self.inference_ = make_inference(self.get_params(deep=False))
+            module = self._build_module(self.posterior_spec_, "svd")  # the saved bases replace the projection's
         module.load_adapter_state_dict(adapter_state)
         with self._current_init_context("module"):
             self.module_ = module.to(self.device_)

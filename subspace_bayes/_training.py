@@ -8,6 +8,8 @@ chosen inference method, and feeds batches through the module.
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,7 +21,15 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_device, to_tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .backbones import label_token_ids, load_backbone, load_tokenizer, resolve_device, split_causal_lm
+from .backbones import (
+    label_token_ids,
+    load_backbone,
+    load_tokenizer,
+    max_positions,
+    quiet_loading,
+    resolve_device,
+    split_causal_lm,
+)
 from .callbacks import CosineDecay, EpochProgress
 from .exceptions import NonFiniteLossError
 from .inference import ELBOLoss, Schedule, TrainingData, make_inference
@@ -32,6 +42,13 @@ from .serialization import EpochCheckpoint
 from .text import LengthBucketBatchSampler, TextCollator, TextDataset, TextInputs
 
 __all__ = ["TrainingHooksMixin", "TrainValid"]
+
+
+def _write_above_bars(text: str) -> None:
+    """Print a line without breaking an open tqdm bar (skorch's PrintLog sink)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
 
 
 @dataclass(frozen=True)
@@ -75,11 +92,19 @@ class TrainingHooksMixin:
         # classes_ are set from the original labels in fit, not from encoded y.
         pass
 
+    def _collator(self) -> TextCollator:
+        """Tokenising collate function: inputs cut at :meth:`_max_tokens`, the truncation warning once per model."""
+        return TextCollator(self.tokenizer_, self._max_tokens(), shown=self._shown())
+
+    def _max_tokens(self) -> int:
+        """``max_length``, capped at what the backbone's position table holds (``max_length_``)."""
+        limit = getattr(self, "max_length_", None)
+        return self.max_length if limit is None else min(self.max_length, limit)
+
     def _loader(self, dataset) -> DataLoader:
         """In-order batches of ``dataset`` for prediction and post-hoc steps."""
         # An own generator: a DataLoader without one draws its base seed from the global torch RNG.
-        collate = TextCollator(self.tokenizer_, self.max_length)
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate, generator=torch.Generator())
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self._collator(), generator=torch.Generator())
 
     def _make_generators(self) -> None:
         self.train_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
@@ -104,6 +129,7 @@ class TrainingHooksMixin:
         with torch.random.fork_rng(devices=[]):  # seeds the head's initialisation, leaves the global RNG as it was
             torch.manual_seed(self.seed_)
             backbone, head_weight = self._load_backbone()
+            self._cap_max_length(backbone)
             return SubspaceClassifierModule(
                 backbone,
                 len(self.classes_inferred_),
@@ -120,10 +146,35 @@ class TrainingHooksMixin:
                 bayesian_head=self._bayesian_head(),
             )
 
+    def _cap_max_length(self, backbone) -> None:
+        """``max_length_``: the most tokens an input keeps, at most the backbone's position limit (warned once)."""
+        limit = max_positions(backbone, self.tokenizer_)
+        self.max_length_ = self.max_length if limit is None else min(self.max_length, limit)
+        defaults = (inspect.signature(c.__init__).parameters.get("max_length") for c in type(self).__mro__)
+        default = next(p.default for p in defaults if p is not None)
+        asked = self.max_length != default  # the default is capped without a word
+        if asked and self.max_length_ < self.max_length and "max_length" not in self._shown():
+            self._shown().add("max_length")
+            warnings.warn(
+                f"max_length={self.max_length} is more than this backbone takes ({limit} tokens, its position "
+                f"limit): inputs are cut at {limit} tokens.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _shown(self) -> set[str]:
+        """The warnings this estimator has shown (each is shown once per estimator)."""
+        if getattr(self, "_shown_warnings", None) is None:
+            self._shown_warnings = set()
+        return self._shown_warnings
+
     def initialize_module(self):
-        self.tokenizer_ = load_tokenizer(self.backbone, self.tokenizer, backbone_kwargs=self.backbone_kwargs)
-        # A data-dependent projection (whitened SVD) is recomputed from the training texts in fit.
-        self.module_ = self._build_module(self.inference_.training_structure(), data_free_projection(self.projection))
+        with quiet_loading(not self.verbose):
+            self.tokenizer_ = load_tokenizer(self.backbone, self.tokenizer, backbone_kwargs=self.backbone_kwargs)
+            # A data-dependent projection (whitened SVD) is recomputed from the training texts in fit.
+            self.module_ = self._build_module(
+                self.inference_.training_structure(), data_free_projection(self.projection)
+            )
         self.posterior_spec_ = structure_of(self.module_.posterior)
         self._make_generators()
         return self
@@ -174,8 +225,8 @@ class TrainingHooksMixin:
             extra.append(("checkpoint", EpochCheckpoint(self.checkpoint_dir, self._training_state)))
         if self._lr_schedule() == "cosine":
             extra.append(("lr_schedule", CosineDecay()))
-        if isinstance(self.verbose, int) and self.verbose > 1:
-            extra.append(("print_log", PrintLog()))
+        if self.verbose:  # skorch's table, one row per epoch, written around the progress bar
+            extra.append(("print_log", PrintLog(sink=_write_above_bars)))
         self.callbacks_ = self.callbacks_ + [(name, cb.initialize()) for name, cb in extra]
         return self
 
@@ -198,9 +249,12 @@ class TrainingHooksMixin:
         if splitter is None:
             return TrainValid(dataset, None)
         train, valid = splitter(dataset, y_enc)
-        if isinstance(train, Subset) and isinstance(train.dataset, TextDataset):
-            train = train.dataset.subset(np.asarray(train.indices))
-        return TrainValid(train, valid)
+        as_text = lambda part: (
+            part.dataset.subset(np.asarray(part.indices))
+            if isinstance(part, Subset) and isinstance(part.dataset, TextDataset)
+            else part
+        )
+        return TrainValid(as_text(train), as_text(valid))
 
     def get_split_datasets(self, X, y=None, **fit_params):
         if isinstance(X, TrainValid):  # split once by fit, which sized the ELBO and SWAG by the training part
@@ -215,12 +269,18 @@ class TrainingHooksMixin:
             and isinstance(dataset, TextDataset)
             and not ({"sampler", "batch_sampler"} & set(kwargs))
         ):
+            # The batch sampler takes over batch_size, shuffle and drop_last (DataLoader refuses them next to it).
+            batch_size, shuffle = kwargs.pop("batch_size", self.batch_size), kwargs.pop("shuffle", True)
+            kwargs.pop("drop_last", None)
             lengths = dataset.inputs.lengths()
-            kwargs["batch_sampler"] = LengthBucketBatchSampler(lengths, self.batch_size, self.shuffle_generator_)
-            kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
+            kwargs["batch_sampler"] = LengthBucketBatchSampler(
+                lengths, batch_size, self.shuffle_generator_, shuffle=shuffle
+            )
+            kwargs.setdefault("collate_fn", self._collator())
+            kwargs.setdefault("generator", torch.Generator())  # not the global RNG (DataLoader's base seed)
             return DataLoader(dataset, **kwargs)
         kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("collate_fn", TextCollator(self.tokenizer_, self.max_length))
+        kwargs.setdefault("collate_fn", self._collator())
         kwargs.setdefault("shuffle", training)
         kwargs.setdefault("generator", self.shuffle_generator_ if training else torch.Generator())
         return DataLoader(dataset, **kwargs)

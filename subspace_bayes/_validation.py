@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import numbers
 import os
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "is_path",
     "is_random_state",
     "validate_parameters",
+    "check_parameter_names",
     "check_labels",
     "check_sample_weight",
     "sorted_labels",
@@ -145,12 +147,57 @@ def validate_parameters(owner: str, params: dict[str, Any], constraints: dict[st
         raise InvalidParameterError("\n".join(msgs))
 
 
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_parameter_names(
+    owner: str, given: set[str], known: list[str], prefixes: list[str], refused: dict[str, str]
+) -> None:
+    """Refuse keyword arguments that no parameter, routed prefix or refusal reason accounts for.
+
+    Parameters
+    ----------
+    owner : str
+        The estimator's class name, for the message.
+    given : set of str
+        The keyword arguments that reached the estimator's ``**kwargs``.
+    known : list of str
+        Every parameter name the estimator accepts.
+    prefixes : list of str
+        Routed prefixes: ``prefix__key`` goes to that component (``optimizer__betas``).
+    refused : dict of str to str
+        Prefixes the estimator builds itself (``module``, ``criterion``) with what to use instead.
+
+    Raises
+    ------
+    InvalidParameterError
+        One line per bad name, with the closest known name where one is close.
+    """
+    msgs = []
+    for key in sorted(given):
+        head, dunder, _ = key.partition("__")
+        if dunder and head in refused:
+            msgs.append(f"{key!r}: {refused[head]}")
+        elif key in known or (dunder and head in prefixes):
+            continue
+        elif any(key.startswith(p) and key != p for p in prefixes):  # iterator_train_shuffle: a missing underscore
+            prefix = max((p for p in prefixes if key.startswith(p)), key=len)
+            routed = prefix + "__" + key[len(prefix) :].lstrip("_")
+            msgs.append(f"{key!r} is not a parameter of {owner} (did you mean {routed!r}?)")
+        else:
+            msgs.append(f"{key!r} is not a parameter of {owner}{_did_you_mean(key, known)}.")
+    if msgs:
+        raise InvalidParameterError("\n".join(msgs) + f"\nSee help({owner}) for the parameters.")
+
+
 def check_labels(y: Any, n_samples: int) -> np.ndarray:
     """Return ``y`` as a 1-D object/array of hashable labels with ``n_samples`` entries."""
     if y is None:
         raise ValueError("y is required: this is a supervised classifier.")
     if isinstance(y, (list, tuple)):
-        kinds = {"number" if isinstance(v, (numbers.Number, np.number)) else type(v).__name__ for v in y}
+        kinds = {_label_kind(v) for v in y}
         if len(kinds) > 1:
             raise TypeError(
                 f"Labels must be mutually comparable (all strings, or all numbers); got mixed types {sorted(kinds)}."
@@ -167,6 +214,15 @@ def check_labels(y: Any, n_samples: int) -> np.ndarray:
             raise ValueError(f"y has a missing label (None/NaN) at row {i}; drop or fill it before fitting.")
     _check_class_labels(arr)
     return arr
+
+
+def _label_kind(v: Any) -> str:
+    """What a label is, for the mixed-types check: ``np.str_`` is a ``str``, ``np.int64`` a number."""
+    if isinstance(v, (numbers.Number, np.number, np.bool_)):
+        return "number"
+    if isinstance(v, str):  # np.str_ subclasses str
+        return "str"
+    return type(v).__name__
 
 
 def _check_class_labels(arr: np.ndarray) -> None:

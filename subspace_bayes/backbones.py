@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ __all__ = [
     "pool",
     "default_pooling",
     "resolve_device",
+    "max_positions",
+    "quiet_loading",
 ]
 
 #: Aliases of backbones that installable packages carry: alias -> (module, sub-folder, pip name).
@@ -84,6 +87,11 @@ def backbone_name(backbone: Any) -> str:
     return str(getattr(backbone, "name_or_path", "") or getattr(getattr(backbone, "config", None), "_name_or_path", ""))
 
 
+def _alias_list() -> str:
+    """The bundled aliases as a user types them, shortest first: ``'minilm', 'all-minilm-l6-v2', ...``."""
+    return ", ".join(repr(a) for a in sorted(BACKBONE_ALIASES, key=len))
+
+
 def resolve_backbone(backbone: str) -> str:
     """Map an alias to its installed folder; folders and hub ids pass through unchanged.
 
@@ -93,6 +101,8 @@ def resolve_backbone(backbone: str) -> str:
         If the alias's package is not installed, or a folder has no ``config.json``;
         the message says how to fix it.
     """
+    if isinstance(backbone, os.PathLike):
+        backbone = os.fspath(backbone)
     if not isinstance(backbone, str) or not backbone:
         raise ValueError(f"backbone must be a non-empty string (alias, folder or hub id); got {backbone!r}.")
     alias = BACKBONE_ALIASES.get(backbone) or BACKBONE_ALIASES.get(backbone.lower())
@@ -110,16 +120,86 @@ def resolve_backbone(backbone: str) -> str:
     if path.exists() and not (path / "config.json").is_file():
         raise ValueError(
             f"backbone folder {str(path)!r} has no config.json: point at a Hugging Face model folder "
-            f"(save_pretrained output), a hub id, or one of the bundled aliases {sorted(BACKBONE_ALIASES)[:1]}."
+            f"(save_pretrained output), a hub id, or one of the bundled aliases ({_alias_list()})."
         )
     return str(path) if path.exists() else backbone
 
 
 def resolve_device(device: str | torch.device | None) -> str:
-    """``"auto"`` (or None) -> ``"cuda"`` when available, else ``"cpu"``; other values unchanged, as strings."""
+    """``"auto"`` (or None) -> ``"cuda"`` when available, else ``"cpu"``; other values unchanged, as strings.
+
+    Raises
+    ------
+    ValueError
+        For a CUDA or MPS device that this torch build or machine does not have.
+    """
     if device is None or device == "auto":  # None: placement by another party (e.g. Accelerate)
         return "cuda" if torch.cuda.is_available() else "cpu"
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ValueError(
+            f"device={str(device)!r}, but torch {torch.__version__} ({build}) sees no CUDA GPU here. "
+            "Use device='auto' (CUDA when there is one, else the CPU) or device='cpu'."
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r}, but MPS is not available here; use device='auto' or 'cpu'.")
     return str(device)
+
+
+#: Families whose position ids start after the padding index (``padding_idx + 1``), so that
+#: ``max_position_embeddings - padding_idx - 1`` positions are usable.
+_OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod", "ibert"}
+
+
+def max_positions(model: nn.Module, tokenizer: Any = None) -> int | None:
+    """The most tokens one input of ``model`` can hold, or None where nothing limits it.
+
+    The smaller of the absolute-position table (``max_position_embeddings``, less RoBERTa's
+    offset of ``pad_token_id + 1``) and the tokenizer's ``model_max_length`` when that is set.
+    Rotary-position decoders report their trained context (``max_position_embeddings``) too.
+    """
+    config = getattr(model, "config", None)
+    limits = []
+    n_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if isinstance(n_positions, int) and n_positions > 0:
+        if getattr(config, "model_type", None) in _OFFSET_POSITION_TYPES:
+            n_positions -= int(getattr(config, "pad_token_id", 0) or 0) + 1
+        limits.append(n_positions)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:  # transformers' "unset" is 1e30
+        limits.append(tok_limit)
+    return min(limits) if limits else None
+
+
+@contextmanager
+def quiet_loading(quiet: bool = True) -> Iterator[None]:
+    """Hide transformers' and huggingface_hub's progress bars and info logs while loading (``verbose=0``).
+
+    Both libraries' global switches are restored afterwards, whatever they were.
+    """
+    if not quiet:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    bars, hub_bars, level = (
+        hf_logging.is_progress_bar_enabled(),
+        are_progress_bars_disabled(),
+        hf_logging.get_verbosity(),
+    )
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if not hub_bars:
+            enable_progress_bars()
 
 
 def _offline(kwargs: Mapping[str, Any]) -> bool:
@@ -130,7 +210,7 @@ def _offline(kwargs: Mapping[str, Any]) -> bool:
 def _not_found(backbone: str, kwargs: Mapping[str, Any], exc: Exception) -> ValueError:
     if _offline(kwargs):
         return ValueError(
-            f"Could not load backbone {backbone!r}: it is not a bundled alias ({sorted(BACKBONE_ALIASES)[:1]}), "
+            f"Could not load backbone {backbone!r}: it is not a bundled alias ({_alias_list()}), "
             "not a local model folder, and not in the local Hugging Face cache, and loading is offline "
             "(HF_HUB_OFFLINE=1 or local_files_only=True). Either go online (unset HF_HUB_OFFLINE, drop "
             "local_files_only) so that it is downloaded, or point backbone at a folder written by save_pretrained."

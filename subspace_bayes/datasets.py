@@ -57,13 +57,32 @@ def load_agnews_ood(n: int | None = None, random_state: int = 0) -> list[str]:
     return df["text"].tolist()
 
 
-def load_tsv(path: str | Path, text_column: str, label_column: str, pair_column: str | None = None):
+def load_tsv(
+    path: str | Path, text_column: str, label_column: str | None, pair_column: str | None = None
+) -> tuple[list, np.ndarray | None]:
     """Load texts (or sentence pairs) and labels from a tab- or comma-separated file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv`` is read as comma-separated, anything else as tab-separated; a header row names the columns.
+    text_column : str
+    label_column : str or None
+        None: no labels (for prediction).
+    pair_column : str, optional
+        The second text of sentence-pair tasks.
 
     Returns
     -------
     X : list of str, or list of (str, str) when ``pair_column`` is given
-    y : ndarray
+    y : ndarray, or None without ``label_column``
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If a column is missing, or a text or label cell is empty (the message names the rows).
     """
     path = Path(path)
     if not path.is_file():
@@ -74,12 +93,21 @@ def load_tsv(path: str | Path, text_column: str, label_column: str, pair_column:
         df = pd.read_csv(path, encoding="utf-8-sig")
     else:
         df = _read(path)
-    missing = [c for c in (text_column, pair_column, label_column) if c is not None and c not in df.columns]
+    wanted = [c for c in (text_column, pair_column, label_column) if c is not None]
+    missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise ValueError(f"{path.name} has no column(s) {missing}; its columns are {list(df.columns)}.")
+    for column in wanted:
+        empty = np.flatnonzero(df[column].isna().to_numpy())
+        if empty.size:
+            rows = ", ".join(str(i + 2) for i in empty[:5]) + (", ..." if empty.size > 5 else "")
+            raise ValueError(
+                f"{path.name}: column {column!r} is empty in {empty.size} row(s) (file lines {rows}); "
+                "fill or drop them first."
+            )
     first = df[text_column].astype(str).tolist()
     X = first if pair_column is None else list(zip(first, df[pair_column].astype(str).tolist(), strict=True))
-    return X, df[label_column].to_numpy()
+    return X, None if label_column is None else df[label_column].to_numpy()
 
 
 def load_rte(path: str | Path):

@@ -11,6 +11,7 @@ class.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from typing import Any, ClassVar
@@ -20,8 +21,10 @@ import torch
 from sklearn.base import clone as sk_clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted as _sk_check_is_fitted
-from skorch import NeuralNetClassifier
+from sklearn.utils.class_weight import compute_sample_weight
+from skorch import NeuralNet, NeuralNetClassifier
+from skorch.callbacks import BatchScoring
+from skorch.exceptions import NotInitializedError
 from skorch.utils import to_device
 
 from ._params import PARAMETER_CONSTRAINTS
@@ -30,23 +33,44 @@ from ._training import TrainingHooksMixin
 from ._validation import (
     InvalidParameterError,
     check_labels,
+    check_parameter_names,
     check_sample_weight,
     encode_labels,
     sorted_labels,
     validate_parameters,
 )
+from .backbones import backbone_name, is_model_object, resolve_device
 from .callbacks import progress
 from .feature_distance import collect_features, feature_distances, fit_feature_gaussian
 from .inference import ELBOLoss, Schedule, make_inference
 from .inference.vi import convergence_problems
 from .module import SubspaceClassifierModule
-from .options import Head, Posterior, Precision
+from .options import Head, Posterior, Precision, Predictive
 from .predictive import predictive_mean, predictive_samples, uncertainty_decomposition
 from .projections import needs_input_moments
 from .serialization import fit_key
-from .text import TextDataset, coerce_texts
+from .text import TextDataset, TextInputs, coerce_texts, input_form, warn_empty_texts
 
 __all__ = ["BayesianSubspaceClassifier", "load_adapter"]
+
+inspect_empty = inspect.Parameter.empty
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` compares by its repr (numbers, strings, containers of them), unlike a model object."""
+    return value is None or isinstance(value, (str, int, float, bool, list, tuple, dict, os.PathLike, type))
+
+
+def _short_repr(value: Any) -> str:
+    """A parameter value for the estimator's repr: a model or tokenizer object by its class and name."""
+    if is_model_object(value):
+        name = backbone_name(value)
+    elif not _plain(value) and hasattr(value, "name_or_path"):  # a tokenizer object
+        name = str(value.name_or_path or "")
+    else:
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"<{type(value).__name__} {name!r}>" if name else f"<{type(value).__name__}>"
 
 
 class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNetClassifier):
@@ -58,7 +82,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     n_layers * r^2`` numbers), get a Gaussian posterior; predictions average the
     softmax over ``n_samples`` draws of ``theta`` (or use the linearised
     predictive, ``predictive="glm"`` or ``"probit"``). The linear head joins
-    ``theta`` (``bayesian_head``), or is a point estimate trained next to it.
+    ``theta`` as sum-to-zero contrasts (``bayesian_head``, the default for VI),
+    or is a point estimate trained next to it (MAP, SWAG, Laplace).
 
     Parameters
     ----------
@@ -88,7 +113,9 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     bayesian_head : bool or "auto", default="auto"
         Put the linear head's weights and bias into ``theta`` with the cores, so
         the posterior (VI, SWAG, Laplace) and the predictive cover both: ``D``
-        grows by ``(H + 1) * C`` (385 per class on MiniLM). The head is then
+        grows by ``(H + 1) * (C - 1)`` (385 per class beyond the first on MiniLM: the
+        head is stored as sum-to-zero contrasts, since the softmax cannot see a shift
+        shared by all classes; docs/method.md). The head is then
         regularised by the prior, not by ``weight_decay``, and learns at ``lr``.
         Needs ``head="linear"``; Laplace with ``laplace_structure="kron"`` covers
         only the cores, so use ``"full"`` or ``"diag"``. ``"auto"`` is True for
@@ -191,6 +218,11 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         faster epochs (docs/cost.md measures it). Reproducible per ``random_state``.
     batch_size : int, default=32
     max_epochs : int, default=10
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the NLL term, as in scikit-learn's classifiers:
+        ``{label: weight}``, or ``"balanced"`` (``n / (C * count(label))``).
+        Multiplied with ``fit``'s ``sample_weight``; the product is normalised to
+        mean 1 over the training split, so the prior keeps its weight.
     lr : float, default=1e-2
         AdamW learning rate of the posterior mean. The posterior's scales take
         ``SCALE_LR_FACTOR * lr`` and a factor with ``D``-long columns ``lr /
@@ -226,10 +258,17 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         Seeds initialisation, shuffling, the validation split and every draw of
         ``theta``.
     verbose : int, default=1
-        0 is silent; 1 shows progress bars; 2 also prints a table per epoch.
+        0 is silent: no progress bars, no table, and transformers' loading bars and
+        info logs hidden. 1 prints skorch's table per epoch (``train_loss`` with its
+        terms ``train_nll`` and ``train_kl``, ``valid_loss``, ``dur``) and progress bars.
     **kwargs
-        Passed to :class:`skorch.NeuralNetClassifier` (e.g. ``callbacks``,
-        ``optimizer__betas``).
+        Passed to :class:`skorch.NeuralNetClassifier`: ``callbacks`` (any skorch
+        callback; ``EpochScoring("accuracy", on_train=True)`` scores the texts after
+        each epoch), ``optimizer__*`` (e.g. ``optimizer__betas``),
+        ``iterator_train__*``, ``train_split``, ``warm_start``. Misspelled names are
+        refused before the backbone is loaded. ``module__*`` and ``criterion__*``
+        are refused: the module and the loss are built from the parameters above
+        (class weights: ``class_weight``).
 
     Attributes
     ----------
@@ -289,6 +328,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         bucket_by_length: bool = False,
         batch_size: int = 32,
         max_epochs: int = 10,
+        class_weight: dict | str | None = None,
         lr: float = 1e-2,
         lr_schedule: str = "auto",
         head_lr: float = 5e-3,
@@ -306,6 +346,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         kwargs.setdefault("criterion", ELBOLoss)
         kwargs.setdefault("optimizer", torch.optim.AdamW)
         kwargs.setdefault("train_split", None)
+        kwargs.setdefault("use_caching", False)  # our predict never reads skorch's cached training outputs
         super().__init__(lr=lr, max_epochs=max_epochs, batch_size=batch_size, device=device, verbose=verbose, **kwargs)
         self.backbone = backbone
         self.backbone_kwargs = backbone_kwargs
@@ -333,6 +374,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.pooling = pooling
         self.max_length = max_length
         self.bucket_by_length = bucket_by_length
+        self.class_weight = class_weight
         self.lr_schedule, self.head_lr, self.weight_decay = lr_schedule, head_lr, weight_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -381,8 +423,36 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
     @property
     def classes_(self) -> np.ndarray:
-        _sk_check_is_fitted(self, "classes_inferred_")
+        if getattr(self, "classes_inferred_", None) is None:
+            raise self._not_fitted()
         return self.classes_inferred_
+
+    def _not_fitted(self) -> NotInitializedError:
+        # One message for every method (skorch's NotInitializedError is scikit-learn's NotFittedError).
+        return NotInitializedError(
+            f"This {type(self).__name__} instance is not fitted yet: call fit(X, y) first, or load a fitted "
+            "model with load_adapter(folder) or joblib.load(file)."
+        )
+
+    def check_is_fitted(self, attributes=None, *args, **kwargs) -> None:
+        """Raise scikit-learn's ``NotFittedError`` (skorch's ``NotInitializedError``) unless fitted or loaded."""
+        if getattr(self, "module_", None) is None or getattr(self, "classes_inferred_", None) is None:
+            raise self._not_fitted()
+        if attributes:
+            super().check_is_fitted(attributes, *args, **kwargs)
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """``BayesianSubspaceClassifier(rank=4, ...)``: the parameters that differ from their defaults."""
+        defaults = BayesianSubspaceClassifier().get_params(deep=False)  # (a subclass may need arguments)
+        order = {k: i for i, k in enumerate(self._parameter_names_in_order())}
+        shown = []
+        for key, value in sorted(self.get_params(deep=False).items(), key=lambda kv: (order.get(kv[0], 1e9), kv[0])):
+            default = defaults.get(key, inspect_empty)
+            if value is default or (_plain(value) and _plain(default) and repr(value) == repr(default)):
+                continue
+            shown.append(f"{key}={_short_repr(value)}")
+        text = f"{type(self).__name__}({', '.join(shown)})"
+        return text if len(text) <= N_CHAR_MAX else text[: N_CHAR_MAX - 5] + " ...)"
 
     def _bayesian_head(self) -> bool:
         """``bayesian_head`` resolved: ``"auto"`` is True for VI with the linear head (see the docstring)."""
@@ -403,9 +473,61 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.check_is_fitted()
         return self.module_.n_theta
 
+    #: What ``module__*`` and ``criterion__*`` keys should be instead (the module and loss are built from parameters).
+    _REFUSED_PREFIXES: ClassVar[dict[str, str]] = {
+        "module": "the module is built from this estimator's parameters (rank, pooling, target_modules, ...); "
+        "set those directly.",
+        "criterion": "the loss is the ELBO built from prior_std, head_prior_std and kl_weight; weight classes "
+        "with class_weight=... and examples with fit(..., sample_weight=...).",
+    }
+
+    @classmethod
+    def _parameter_names_in_order(cls) -> list[str]:
+        """This class's parameters in signature order (``backbone`` first)."""
+        return [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "kwargs")]
+
+    @classmethod
+    def _parameter_names(cls) -> list[str]:
+        """Every parameter name: this class's and skorch's ``NeuralNet`` / ``NeuralNetClassifier``'s."""
+        names = set()
+        for owner in (cls, NeuralNetClassifier, NeuralNet):
+            names.update(k for k in inspect.signature(owner.__init__).parameters if k not in ("self", "args", "kwargs"))
+        return sorted(names)
+
+    def _check_names(self) -> None:
+        """Misspelled or unsupported keyword arguments, found before anything is loaded."""
+        prefixes = list(dict.fromkeys([*self.prefixes_, "optimizer", "callbacks", "iterator_train", "iterator_valid"]))
+        given = set(getattr(self, "_params_to_validate", ()))
+        check_parameter_names(type(self).__name__, given, self._parameter_names(), prefixes, self._REFUSED_PREFIXES)
+        if self.use_caching is True:
+            raise InvalidParameterError(
+                "use_caching=True: skorch's cached training outputs are one posterior draw per batch, in shuffled "
+                "order, not the predictive; this estimator scores callbacks by predicting on the texts. Leave "
+                "use_caching at its default (False)."
+            )
+        for item in self.callbacks or []:
+            name, callback = item if isinstance(item, tuple) else (type(item).__name__, item)
+            if isinstance(callback, BatchScoring):
+                raise InvalidParameterError(
+                    f"The callback {name!r} is a BatchScoring, which scores tokenised batches against encoded "
+                    "class indices; use EpochScoring(scoring, on_train=True) (or on the validation split), which "
+                    "scores the texts with predict."
+                )
+
     def _validate_hyperparameters(self) -> None:
+        self._check_names()
         params = {k: getattr(self, k) for k in self._parameter_constraints}
         validate_parameters(type(self).__name__, params, self._parameter_constraints)
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise InvalidParameterError(str(exc)) from None
+        if is_model_object(self.backbone) and not backbone_name(self.backbone):
+            raise InvalidParameterError(
+                f"The backbone object ({type(self.backbone).__name__}) has no name_or_path, so a fitted model could "
+                "not be saved, pickled or sent to parallel workers: save it with backbone.save_pretrained(folder) "
+                "and pass backbone=folder (or set backbone.name_or_path to the folder or hub id it came from)."
+            )
         if self.bayesian_head is True and Head(self.head) is Head.LM:
             raise InvalidParameterError("bayesian_head=True needs head='linear': the LM head is the frozen LM's own.")
         method = make_inference(params)
@@ -471,12 +593,16 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self._validate_hyperparameters()
         inputs = coerce_texts(X)
         labels = check_labels(y, len(inputs))
-        weights = check_sample_weight(sample_weight, len(inputs))
         if fresh:
             given = classes if classes is not None else self.classes
             self._set_classes_and_seeds(labels if given is None else np.asarray(given))
+            self.input_form_ = input_form(inputs)
+        else:
+            self._check_input_form(inputs)
+        weights = self._example_weights(labels, sample_weight)
+        warn_empty_texts(inputs, "fit")
         y_enc = encode_labels(labels, self.classes_inferred_)
-        data = self._split(TextDataset(inputs, y_enc, weights), y_enc)
+        data = self._split(TextDataset(inputs, y_enc, weights, classes=self.classes_inferred_), y_enc)
         self.n_train_ = len(data.train)  # N of the ELBO, SWAG's snapshot spacing: the training split only
         if self.checkpoint_dir is not None:
             self.fit_key_ = fit_key(self.get_params(deep=False), inputs, y_enc, self.classes_)
@@ -489,12 +615,20 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
             epochs -= done
         else:
             self.initialize_criterion()  # this call's data size
-            self._install_posterior(self.inference_.restart(self.module_.posterior), reset_optimizer=True)
+            if epochs > 0:  # max_epochs=0 keeps the posterior as it is (only the feature statistics are refit)
+                self._install_posterior(self.inference_.restart(self.module_.posterior), reset_optimizer=True)
         self._check_monitors(data)
         per_epoch = Schedule(self.n_train_, self.batch_size, self.max_epochs).steps_per_epoch
         self.schedule_ = (done * per_epoch, (done + max(epochs, 0)) * per_epoch)  # read by CosineDecay
         if epochs > 0:
             NeuralNetClassifier.partial_fit(self, data, None, epochs=epochs, **fit_params)
+        if fresh or epochs > 0:
+            self._finish_posterior(data)
+        self._fit_feature_gaussian(data.train)
+        return self
+
+    def _finish_posterior(self, data) -> None:
+        """Let the inference method finish (SWAG's moments, Laplace's curvature), then check convergence."""
         self._install_posterior(self.inference_.finish(self.module_, self._training_data(data.train)))
         for name, value in self.inference_.fitted_attributes().items():
             setattr(self, name, value)
@@ -503,9 +637,36 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         if self.inference_.trains_a_distribution:
             scale = self.criterion_.prior_scale()
             for problem in convergence_problems(self.module_.posterior.variance(), self.init_std, scale):
-                warnings.warn(f"VI may not have converged: {problem}", ConvergenceWarning, stacklevel=3)
-        self._fit_feature_gaussian(data.train)
-        return self
+                warnings.warn(f"VI may not have converged: {problem}", ConvergenceWarning, stacklevel=4)
+
+    def _example_weights(self, labels: np.ndarray, sample_weight: Any) -> np.ndarray | None:
+        """``sample_weight`` times ``class_weight`` of each label, normalised to mean 1 (None: all equal)."""
+        weights = check_sample_weight(sample_weight, len(labels))
+        if self.class_weight is None:
+            return weights
+        if isinstance(self.class_weight, dict):
+            known = set(self.classes_inferred_.tolist())
+            unknown = [k for k in self.class_weight if k not in known]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names labels {unknown[:5]} that are not classes of this fit "
+                    f"({self.classes_inferred_.tolist()}); key it by the labels of y."
+                )
+            per_example = np.array([float(self.class_weight.get(v, 1.0)) for v in labels.tolist()])
+        else:
+            per_example = compute_sample_weight(self.class_weight, labels)
+        return check_sample_weight(per_example * (1.0 if weights is None else weights), len(labels))
+
+    def _check_input_form(self, inputs: TextInputs) -> None:
+        """Refuse single texts for a model fitted on sentence pairs, and the reverse."""
+        fitted = getattr(self, "input_form_", None)  # None: pickled by a release that did not record it
+        if fitted is not None and input_form(inputs) != fitted:
+            expected = "sentence pairs (two texts per row)" if fitted == "pair" else "single texts (one per row)"
+            given = "sentence pairs" if input_form(inputs) == "pair" else "single texts"
+            raise ValueError(
+                f"This model was fitted on {expected}, but X holds {given}; pass X in the form "
+                "it was fitted on (a pair model reads the two texts together, so one text alone is another task)."
+            )
 
     def _fit_feature_gaussian(self, dataset) -> None:
         """Class means and shared covariance of the training split's features at the posterior mean.
@@ -556,22 +717,34 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
     def _predict_with(self, fn, X: Any, n_samples: int | None = None) -> np.ndarray:
         """Run ``fn`` of ``predictive.py`` on ``X`` sorted by length; rows come back in input order."""
+        return self._predict_many({"out": fn}, X, n_samples)["out"]
+
+    def _predict_many(self, fns: dict[str, Any], X: Any, n_samples: int | None = None) -> dict[str, np.ndarray]:
+        """Run each of ``fns`` on ``X``, tokenised once; rows come back in input order.
+
+        Inputs are sorted by length (similar lengths per batch: less padding). With several
+        functions the tokenised batches are kept and reused, so each function costs only its
+        own forward passes.
+        """
         self.check_is_fitted()
         inputs = coerce_texts(X)
-        order = inputs.by_length()  # similar lengths per batch: less padding
+        self._check_input_form(inputs)
+        warn_empty_texts(inputs, "predict")
+        order = inputs.by_length()
         loader = self._loader(TextDataset(inputs.subset(order)))
         self.module_.eval()
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)
-        return fn(
-            self.module_,
-            progress(batches, len(loader), self.verbose, "predict"),
-            self.module_.posterior,
-            predictive=self.predictive,
-            n_samples=n_samples or self.n_samples,
-            generator=self._predict_generator(),
-            order=order,
-            n_classes=len(self.classes_),
+        batches = progress(batches, len(loader), self.verbose, "predict")
+        if len(fns) > 1:
+            batches = list(batches)
+        kwargs = dict(
+            predictive=self.predictive, n_samples=n_samples or self.n_samples, order=order, n_classes=len(self.classes_)
         )
+        # A fresh generator per function: each sees the draws it would see when called alone.
+        return {
+            name: fn(self.module_, batches, self.module_.posterior, generator=self._predict_generator(), **kwargs)
+            for name, fn in fns.items()
+        }
 
     def posterior_spectrum(self) -> np.ndarray:
         """Eigenvalues of the posterior covariance over ``theta``, largest first (shape ``(D,)``).
@@ -636,12 +809,61 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable label under the predictive distribution (values of ``classes_``)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+    def predict(
+        self, X: Any, *, return_proba: bool = False, return_uncertainty: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The most probable label under the predictive distribution (values of ``classes_``).
+
+        With ``return_proba`` and/or ``return_uncertainty``, the probabilities and the
+        uncertainty scores come from the same posterior draws and the same tokenised batches
+        as the labels (one set of passes, as ``GaussianProcessRegressor.predict(X,
+        return_std=True)`` returns its standard deviation): the way to get all three.
+
+        Parameters
+        ----------
+        X : texts or pairs (as in :meth:`fit`)
+        return_proba : bool, default=False
+            Also return :meth:`predict_proba`'s ``(n_texts, n_classes)`` array.
+        return_uncertainty : bool, default=False
+            Also return :meth:`predict_uncertainty`'s dict.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_texts,)
+        proba : ndarray of shape (n_texts, n_classes), if ``return_proba``
+        uncertainty : dict of ndarray of shape (n_texts,), if ``return_uncertainty``
+
+        Examples
+        --------
+        >>> labels, proba, unc = clf.predict(texts, return_proba=True, return_uncertainty=True)  # doctest: +SKIP
+        """
+        self.check_is_fitted()
+        if not (return_proba or return_uncertainty):
+            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        fns = {"proba": predictive_mean}
+        if return_uncertainty:  # the mean of these same draws is predict_proba (probit: the closed form)
+            fns = {"samples": predictive_samples}
+            if Predictive(self.predictive) is Predictive.PROBIT:
+                fns["proba"] = predictive_mean
+            if self.module_.feature_gaussian.fitted:
+                fns["feature_distance"] = feature_distances
+        out = self._predict_many(fns, X)
+        proba = out["proba"] if "proba" in out else out["samples"].mean(0)
+        result: tuple[np.ndarray, ...] = (self.classes_[np.argmax(proba, axis=1)],)
+        if return_proba:
+            result += (proba,)
+        if return_uncertainty:
+            scores = uncertainty_decomposition(out["samples"])
+            if "feature_distance" in out:
+                scores["feature_distance"] = out["feature_distance"]
+            result += (scores,)
+        return result
 
     def predict_uncertainty(self, X: Any) -> dict[str, np.ndarray]:
         """Predictive uncertainty per input, and how unfamiliar the input is.
+
+        To get labels and probabilities from the same passes, use
+        ``predict(X, return_proba=True, return_uncertainty=True)``.
 
         Returns
         -------
@@ -664,10 +886,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         SST-2 model nor on most sets against an MRPC model. ``epistemic``
         stayed near chance (OOD AUROC 0.38-0.71) and is not an OOD score here.
         """
-        out = uncertainty_decomposition(self.predict_sample_proba(X))
-        if self.module_.feature_gaussian.fitted:
-            out["feature_distance"] = self.predict_feature_distance(X)
-        return out
+        return self.predict(X, return_uncertainty=True)[1]
 
     def predict_feature_distance(self, X: Any) -> np.ndarray:
         """How unfamiliar each input is: Mahalanobis distance of its features from the training data.

@@ -10,14 +10,14 @@ import torch
 from torch import Tensor, nn
 
 from .adapters import ProjectedLinear, collect_input_moments, dense_weight, inject_adapters, named_adapters
-from .backbones import default_pooling, pool
+from .backbones import DECODER_TYPES, default_pooling, pool
 from .draw_sharing import draw_independent_prefix, shared_across_draws
 from .feature_distance import FeatureGaussian
 from .options import Pooling, Precision
 from .posteriors import GaussianPosterior, make_posterior, structure_of_state
 from .projections import make_projection
 
-__all__ = ["SubspaceClassifierModule", "AUTOCAST_DTYPES", "contrast_basis"]
+__all__ = ["SubspaceClassifierModule", "AUTOCAST_DTYPES", "contrast_basis", "positions_from_mask"]
 
 #: Autocast dtype of the backbone's forward pass per precision (None: no autocast).
 AUTOCAST_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
@@ -44,6 +44,15 @@ def contrast_basis(n_classes: int, dtype: torch.dtype = torch.float32) -> Tensor
         Q[k, k - 1] = -float(k)
         Q[:, k - 1] /= (k * (k + 1)) ** 0.5
     return Q
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids ``(N, T)`` that count only the tokens: ``p_t = max(sum_{s <= t} m_s - 1, 0)``.
+
+    With right padding they equal ``0, 1, 2, ...`` on every token; with left padding the first
+    token is still position 0, so a padded row is encoded as it would be alone.
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 class SubspaceClassifierModule(nn.Module):
@@ -143,13 +152,20 @@ class SubspaceClassifierModule(nn.Module):
             self.head.requires_grad_(False)
             with torch.no_grad():  # start where a point-estimate head would: its initial [W | b], in contrasts
                 self.posterior.loc[self.n_core :] = self._head_to_theta(self._augmented_head())
-        #: Class means and shared covariance of the training features (set by the estimator's fit).
-        self.feature_gaussian = FeatureGaussian()
+        self.feature_gaussian = FeatureGaussian()  # the training features' class means and covariance (set by fit)
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
         #: the KL and the head stay in float32. A plain attribute: it may change between calls.
         self.precision = Precision(precision).value
-        #: Optional inputs the backbone's forward takes by name (token_type_ids is dropped where it does not).
-        self.optional_inputs = {"token_type_ids"} & set(inspect.signature(backbone.forward).parameters)
+        self._inspect_inputs(backbone)
+
+    def _inspect_inputs(self, backbone: nn.Module) -> None:
+        """What the backbone's forward takes besides the ids and the mask."""
+        forward_args = set(inspect.signature(backbone.forward).parameters)
+        #: Optional inputs passed by name (token_type_ids is dropped where the backbone has none).
+        self.optional_inputs = {"token_type_ids"} & forward_args
+        #: Decoders number positions from the mask (:func:`positions_from_mask`): GPT-2's absolute
+        #: positions and Llama's rotary ones would otherwise count left padding as text.
+        self.positions_from_mask = backbone.config.model_type in DECODER_TYPES and "position_ids" in forward_args
 
     @property
     def n_theta(self) -> int:
@@ -279,6 +295,8 @@ class SubspaceClassifierModule(nn.Module):
 
         inputs = {k: fold(v) for k, v in inputs.items() if v is not None and k in self.optional_inputs}
         mask = fold(attention_mask)
+        if getattr(self, "positions_from_mask", False):  # (getattr: modules pickled before it existed)
+            inputs["position_ids"] = positions_from_mask(mask)
         prefix = [] if draw_per_input else draw_independent_prefix(self.backbone)
         with self.bank.bind(theta), self._autocast(input_ids.device.type), shared_across_draws(prefix, S, N):
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state

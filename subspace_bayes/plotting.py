@@ -122,15 +122,30 @@ def plot_spectrum(source: Any, *, ax: Any = None):
     Returns
     -------
     matplotlib Figure
+
+    Raises
+    ------
+    ValueError
+        For a spectrum without a positive eigenvalue, such as a MAP fit's (a point
+        estimate has no covariance to draw).
     """
     from .posteriors import entropy_effective_rank
 
-    ax = _axes(ax, (5.5, 4))
-    items = source.items() if isinstance(source, Mapping) else [("", source)]
+    items = list(source.items() if isinstance(source, Mapping) else [("", source)])
+    spectra = {}
     for name, item in items:
         lam = np.sort(
             np.asarray(item.posterior_spectrum() if hasattr(item, "posterior_spectrum") else item, dtype=np.float64)
         )[::-1]
+        if not (lam > 0).any():
+            what = f"{name!r}" if name else "this source"
+            raise ValueError(
+                f"plot_spectrum: {what} has no positive posterior variance to draw (a point estimate such as "
+                "posterior='map' has no covariance); fit with posterior='vi', 'swag' or 'laplace'."
+            )
+        spectra[name] = lam
+    ax = _axes(ax, (5.5, 4))
+    for name, lam in spectra.items():
         positive = lam[lam > 0]
         share = positive[:4].sum() / positive.sum() if positive.size else 0.0
         label = f"{name + ': ' if name else ''}eff. rank {entropy_effective_rank(lam):.1f}, top-4 share {share:.0%}"

@@ -100,12 +100,18 @@ def backbone_fingerprint(module) -> str:
     return h.hexdigest()
 
 
-def check_backbone(state: AdapterState, module, where: str | os.PathLike) -> None:
-    """Raise :class:`BackboneMismatchError` unless ``module`` wraps the weights ``state`` was fitted on."""
+def check_backbone(state: AdapterState, module, where: str | os.PathLike, loaded: str | None = None) -> None:
+    """Raise :class:`BackboneMismatchError` unless ``module`` wraps the weights ``state`` was fitted on.
+
+    ``loaded`` names the backbone loaded now (an override of the saved one); default: the saved name.
+    """
     if backbone_fingerprint(module) != state.backbone_fingerprint:
+        now = state.backbone if loaded is None else loaded
+        found = "found now under that name" if now == state.backbone else f"loaded now, {now!r},"
         raise BackboneMismatchError(
-            f"The adapter in {where} was fitted on a different backbone than the {state.backbone!r} found now "
-            "(the weights of the adapted layers differ). Load it with the backbone it was trained on."
+            f"The adapter in {where} was fitted on the backbone {state.backbone!r}, but the one {found} has "
+            "different weights in the adapted layers. Load it with the backbone it was trained on "
+            "(load_adapter(path, backbone=<that model's folder or hub id>))."
         )
 
 
@@ -277,6 +283,7 @@ def fit_key(params: dict[str, Any], inputs, y_enc, classes: np.ndarray) -> str:
     for k in sorted(params):
         if k not in _NOT_IN_KEY and not k.startswith("callbacks"):
             value = params[k]
+            value = os.fspath(value) if isinstance(value, os.PathLike) else value
             value = (
                 value
                 if isinstance(value, (str, int, float, bool, type(None), dict, list, tuple))

@@ -11,10 +11,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from skorch.dataset import Dataset as SkorchDataset
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler, Subset
 
-__all__ = ["TextInputs", "coerce_texts", "TextDataset", "TextCollator", "LengthBucketBatchSampler"]
+__all__ = [
+    "TextInputs",
+    "coerce_texts",
+    "input_form",
+    "warn_empty_texts",
+    "TextDataset",
+    "TextCollator",
+    "LengthBucketBatchSampler",
+]
 
 
 @dataclass
@@ -76,6 +85,18 @@ def _split_pairs(rows: Sequence[Any]) -> TextInputs:
     return TextInputs(_check_strings([r[0] for r in rows], "X[:, 0]"), _check_strings([r[1] for r in rows], "X[:, 1]"))
 
 
+def _inputs_of_dataset(X: Any) -> TextInputs | None:
+    """The texts of :class:`TextInputs`, a :class:`TextDataset` or a ``Subset`` of one (what skorch's
+    scoring callbacks hand back to ``predict``); None for anything else."""
+    if isinstance(X, TextInputs):
+        return X
+    if isinstance(X, TextDataset):
+        return X.inputs
+    if isinstance(X, Subset) and isinstance(X.dataset, TextDataset):
+        return X.dataset.inputs.subset(list(X.indices))
+    return None
+
+
 def coerce_texts(X: Any) -> TextInputs:
     """Turn the accepted input types into :class:`TextInputs`.
 
@@ -91,8 +112,8 @@ def coerce_texts(X: Any) -> TextInputs:
     ValueError
         If X is empty, has a wrong shape or pairs of the wrong arity.
     """
-    if isinstance(X, TextInputs):
-        return X
+    if (inputs := _inputs_of_dataset(X)) is not None:
+        return inputs
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
         if X.shape[1] == 1:
             X = X.iloc[:, 0]
@@ -132,8 +153,30 @@ def coerce_texts(X: Any) -> TextInputs:
     return TextInputs(_check_strings(rows, "X"))
 
 
-class TextDataset(Dataset):
+def input_form(inputs: TextInputs) -> str:
+    """``"pair"`` for sentence pairs, ``"single"`` for one text per row."""
+    return "single" if inputs.second is None else "pair"
+
+
+def warn_empty_texts(inputs: TextInputs, where: str) -> None:
+    """Warn when texts are empty or whitespace only: the model then sees its special tokens alone."""
+    texts = inputs.first if inputs.second is None else [a + b for a, b in zip(inputs.first, inputs.second, strict=True)]
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        rows = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        warnings.warn(
+            f"{where}: {len(empty)} of {len(texts)} inputs are empty or whitespace only (rows {rows}); the model "
+            "sees only its special tokens there, so their predictions carry no information about the text.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+class TextDataset(SkorchDataset):
     """Examples as dicts ``{"first", "second", "sample_weight"}`` with integer targets.
+
+    A skorch ``Dataset`` with ``X`` (the :class:`TextInputs`) and ``y`` (the labels, decoded
+    when ``classes`` is given), so skorch's scoring callbacks can predict on it and compare.
 
     Parameters
     ----------
@@ -141,13 +184,27 @@ class TextDataset(Dataset):
     y : array-like of int, optional
         Encoded targets (0 where absent).
     sample_weight : array-like of float, optional
+    classes : ndarray, optional
+        The label of each encoded target (``classes_``).
     """
 
-    def __init__(self, inputs: TextInputs, y: Any = None, sample_weight: Any = None):
+    def __init__(self, inputs: TextInputs, y: Any = None, sample_weight: Any = None, classes: Any = None):
+        # skorch's Dataset.__init__ wraps arrays; these are texts, so its attributes are set here.
         self.inputs = inputs
         n = len(inputs)
-        self.y = np.zeros(n, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64)
+        self.targets = np.zeros(n, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64)
         self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+        self.classes = None if classes is None else np.asarray(classes)
+        self.length = n
+
+    @property
+    def X(self) -> TextInputs:
+        return self.inputs
+
+    @property
+    def y(self) -> np.ndarray:
+        """The labels: ``classes[targets]``, or the encoded targets without ``classes``."""
+        return self.targets if self.classes is None else self.classes[self.targets]
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -158,7 +215,7 @@ class TextDataset(Dataset):
         w = None if self.sample_weight is None else self.sample_weight[idx]
         if w is not None and w.size and w.sum() > 0:
             w = w / w.mean()
-        return TextDataset(self.inputs.subset(idx), self.y[idx], w)
+        return TextDataset(self.inputs.subset(idx), self.targets[idx], w, classes=self.classes)
 
     def __getitem__(self, i: int):
         item = {"first": self.inputs.first[i]}
@@ -166,7 +223,7 @@ class TextDataset(Dataset):
             item["second"] = self.inputs.second[i]
         if self.sample_weight is not None:
             item["sample_weight"] = self.sample_weight[i]
-        return item, self.y[i]
+        return item, self.targets[i]
 
 
 class TextCollator:
@@ -177,12 +234,19 @@ class TextCollator:
     tokenizer : transformers tokenizer
     max_length : int
         Longer texts are truncated.
+    shown : set of str, optional
+        Warnings already shown by the owner (an estimator): the truncation warning is
+        shown once per owner, however many loaders it builds. Default: once per collator.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int):
+    def __init__(self, tokenizer: Any, max_length: int, shown: set[str] | None = None):
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
-        self.warned = False
+        self.shown = set() if shown is None else shown
+
+    @property
+    def warned(self) -> bool:
+        return "truncation" in self.shown
 
     def _warn_if_truncated(self, first: list[str], second: list[str] | None, lengths: Tensor) -> None:
         """One warning per collator when an input is longer than ``max_length`` tokens."""
@@ -193,10 +257,10 @@ class TextCollator:
         untruncated = self.tokenizer(pick(first), pick(second), truncation=False)["input_ids"]
         longest = max(len(ids) for ids in untruncated)
         if longest > self.max_length:
-            self.warned = True
+            self.shown.add("truncation")
             warnings.warn(
                 f"Some inputs are longer than max_length={self.max_length} tokens (up to {longest}) and are "
-                "truncated; raise max_length to keep them whole (this warning is shown once).",
+                "truncated; raise max_length to keep them whole (this warning is shown once per model).",
                 UserWarning,
                 stacklevel=2,
             )
@@ -233,16 +297,25 @@ class LengthBucketBatchSampler(Sampler):
     generator : torch.Generator
     pool_batches : int, default=50
         Batches per pool: larger pools pad less and shuffle less.
+    shuffle : bool, default=True
+        False: no shuffling at all, the batches of the whole data sorted by length, in order.
     """
 
-    def __init__(self, lengths: Any, batch_size: int, generator: torch.Generator, pool_batches: int = 50):
+    def __init__(
+        self, lengths: Any, batch_size: int, generator: torch.Generator, pool_batches: int = 50, shuffle: bool = True
+    ):
         self.lengths = np.asarray(lengths)
         self.batch_size = int(batch_size)
         self.generator = generator
-        self.pool = max(1, int(pool_batches)) * self.batch_size
+        self.shuffle = bool(shuffle)
+        self.pool = max(1, int(pool_batches)) * self.batch_size if shuffle else max(1, len(self.lengths))
 
     def __iter__(self):
         n = len(self.lengths)
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            yield from (order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size))
+            return
         order = torch.randperm(n, generator=self.generator).numpy()
         batches = []
         for start in range(0, n, self.pool):

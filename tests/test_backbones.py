@@ -159,6 +159,7 @@ def test_a_model_object_is_shared_by_clones_never_modified_and_saved_by_name(
     assert search.best_estimator_.backbone is model
     nameless = BayesianSubspaceClassifier(
         **tiny_kwargs(tiny_bert_dir, backbone=BertModel(tiny_bert_config()), tokenizer=tiny_bert_dir, max_epochs=1)
-    ).fit(*toy_data)
-    with pytest.raises(TypeError, match="save_pretrained"):
-        joblib.dump(nameless, tmp_path / "n.joblib")
+    )
+    with pytest.raises(ValueError, match="save_pretrained"):  # refused before training, not when saving
+        nameless.fit(*toy_data)
+    assert not hasattr(nameless, "module_")

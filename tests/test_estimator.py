@@ -138,8 +138,9 @@ class TestFitPredict:
         clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)).fit(pairs, y)
         df = pd.DataFrame(pairs, columns=["premise", "hypothesis"])
         np.testing.assert_allclose(clf.predict_proba(pairs[:8]), clf.predict_proba(df.iloc[:8]), atol=1e-12)
-        # A pair is not the same input as its first text alone.
-        assert not np.allclose(clf.predict_proba(pairs[:8]), clf.predict_proba(X[:8]))
+        # A pair is not the same input as its first text alone: the other form is refused.
+        with pytest.raises(ValueError, match="fitted on sentence pairs"):
+            clf.predict_proba(X[:8])
 
     def test_pandas_series_and_ndarray_inputs(self, fitted, toy_test):
         X = toy_test[0][:6]

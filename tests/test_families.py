@@ -109,3 +109,25 @@ def test_last_token_pooling_with_right_and_left_padding():
     left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     torch.testing.assert_close(pool(hidden, right, "last"), torch.stack([hidden[0, 2], hidden[1, 4]]))
     torch.testing.assert_close(pool(hidden, left, "last"), torch.stack([hidden[0, 4], hidden[1, 4]]))
+
+
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_decoder_features_do_not_depend_on_left_or_right_padding(family, family_dirs):
+    # Positions come from the mask: a left-padded row is encoded as it would be alone (GPT-2's
+    # absolute positions and Llama's rotary ones alike).
+    module = SubspaceClassifierModule(load_backbone(family_dirs[family]), 2, rank=2, covariance="diag").eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (3, 9), generator=g)
+    right = torch.ones(3, 9, dtype=torch.long)
+    right[0, -4:] = 0
+    left_ids = ids.clone()
+    left_ids[0] = torch.cat([ids[0, -4:], ids[0, :-4]])  # the same 5 tokens, padding moved to the front
+    left = right.clone()
+    left[0] = torch.cat([right[0, -4:], right[0, :-4]])
+    theta = torch.full((1, module.n_theta), 0.1)
+    with torch.no_grad():
+        f_right = module.features(theta, ids, right)
+        f_left = module.features(theta, left_ids, left)
+        alone = module.features(theta, ids[:1, :5], right[:1, :5])
+    torch.testing.assert_close(f_left, f_right, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(f_left[:1], alone, atol=1e-4, rtol=1e-4)

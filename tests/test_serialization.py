@@ -94,9 +94,13 @@ def test_load_adapter_refuses_another_backbone(fitted, tmp_path, tiny_bert_dir):
         BertModel(BertModel.config_class.from_pretrained(tiny_bert_dir)).save_pretrained(other)
     fitted.save_adapter(tmp_path / "a")
     meta = json.loads((tmp_path / "a" / "adapter.json").read_text())
+    with pytest.raises(BackboneMismatchError, match="different weights") as err:  # an override names what it loaded
+        load_adapter(tmp_path / "a", backbone=str(other))
+    assert f"fitted on the backbone {meta['backbone']!r}" in str(err.value)
+    assert f"the one loaded now, {str(other)!r}" in str(err.value)
     meta["params"]["backbone"] = str(other)
     (tmp_path / "a" / "adapter.json").write_text(json.dumps(meta))
-    with pytest.raises(BackboneMismatchError, match="different backbone"):
+    with pytest.raises(BackboneMismatchError, match="different weights"):
         load_adapter(tmp_path / "a")
 
 

@@ -97,7 +97,9 @@ class SWAGCollector(Callback):
 
     ``max_snapshots`` snapshots are spread evenly over the training steps of the
     collection phase; the learning rate of the cores is switched to ``lr`` (if
-    given) when collection starts, and kept constant.
+    given) when collection starts, and kept constant. Epochs count from the start of
+    each training call, so a ``partial_fit`` gets its own burn-in and collection
+    phase (a checkpoint resume keeps the call it resumes).
 
     Parameters
     ----------
@@ -120,8 +122,9 @@ class SWAGCollector(Callback):
         restored = getattr(self, "restored_", None)
         self.restored_ = None
         if restored is not None:  # resuming from a checkpoint: keep what was collected
-            self.moments_, self.interval_, self.step_ = restored
+            self.moments_, self.interval_, self.step_, self.first_epoch_ = restored
             return
+        self.first_epoch_ = len(net.history)  # epochs trained before this call (a partial_fit continues a fit)
         self.moments_ = SWAGMoments(self.max_snapshots)
         collection_epochs = max(1, net.max_epochs - self.start_epoch)
         self.interval_ = max(1, (collection_epochs * self.steps_per_epoch) // self.max_snapshots)
@@ -137,6 +140,7 @@ class SWAGCollector(Callback):
             "recent": list(m.recent),
             "interval": self.interval_,
             "step": self.step_,
+            "first_epoch": self.first_epoch_,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -144,17 +148,21 @@ class SWAGCollector(Callback):
         m.n, m.mean, m.sq_mean = state["n"], state["mean"], state["sq_mean"]
         m.recent.extend(state["recent"])
         self.moments_ = m  # usable at once, also when no epoch is left to train
-        self.restored_ = (m, state["interval"], state["step"])
+        self.restored_ = (m, state["interval"], state["step"], state.get("first_epoch", 0))
+
+    def _epoch(self, net) -> int:
+        """The current epoch, 0-based, counted from the start of this training call."""
+        return len(net.history) - 1 - self.first_epoch_
 
     def on_epoch_begin(self, net, **kwargs):
-        if self.lr is not None and len(net.history) - 1 == self.start_epoch:
+        if self.lr is not None and self._epoch(net) == self.start_epoch:
             cores = {id(p) for p in net.module_.posterior.parameters()}
             for group in net.optimizer_.param_groups:  # the groups that hold the cores, wherever they are
                 if any(id(p) in cores for p in group["params"]):
                     group["lr"] = self.lr
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        if not training or len(net.history) - 1 < self.start_epoch:
+        if not training or self._epoch(net) < self.start_epoch:
             return
         self.step_ += 1
         if self.step_ % self.interval_ == 0:
