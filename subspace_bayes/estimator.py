@@ -671,10 +671,13 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     def _fit_feature_gaussian(self, dataset) -> None:
         """Class means and shared covariance of the training split's features at the posterior mean.
 
-        One forward pass over the training split (no gradients); what ``feature_distance`` of
-        :meth:`predict_uncertainty` measures against. Sample weights are not used.
+        One forward pass over the training split (no gradients, no draws), in batches of similar
+        length (the statistics do not depend on the order: less padding is all that changes); what
+        ``feature_distance`` of :meth:`predict_uncertainty` measures against. Sample weights are not used.
         """
         self.module_.eval()
+        if isinstance(dataset, TextDataset):
+            dataset = dataset.subset(dataset.inputs.by_length())
         features, labels = collect_features(self.module_, self._training_data(dataset).batches())
         self.module_.feature_gaussian.set_statistics(fit_feature_gaussian(features, labels, len(self.classes_)))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,14 +84,26 @@ def test_padded_fraction_counts_the_pad_tokens_of_each_batch():
 
 def test_peer_table_gives_verdicts_against_the_targets():
     peers = _script("peers")
-    result = {"fit_seconds": {"peft": [10, 10], "map": [10.4, 10.6], "vi": [12, 12]},
-              "predict_seconds": {"peft": [1.0, 1.0], "map": [1.2, 1.2]},
-              "peak_rss_mb": {"peft": 800, "map": 820, "vi": 830}, "n": 512, "epochs": 2, "n_predict": 256,
-              "threads": 2}  # fmt: skip
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in peers.table(result).splitlines() if "/" in line}
-    assert "1.050 | <= 1.05 | met" in rows["fit seconds, our MAP / peft LoRA"]
-    assert "1.200 | <= 1.15 | missed" in rows["fit seconds, our VI / peft LoRA"]
-    assert "1.200 | <= 1.05 | missed" in rows["predict seconds, our MAP / peft forward"]
+
+    def run(scale):  # fit seconds per configuration; our MAP and VI at scale x peft in both batchings
+        fit = {"peft/random": 10.0, "peft/buckets": 6.0, "map/random": 10.0 * scale, "map/buckets": 6.0 * scale,
+               "vi/random": 11.0 * scale, "vi/buckets": 6.5 * scale}  # fmt: skip
+        return {"fit": fit, "feature_pass": {k: 0.5 for k in fit if not k.startswith("peft")},
+                "predict": {"peft/random order": 1.0, "peft/sorted": 0.8, "map/sorted": 0.8}}  # fmt: skip
+
+    result = {"runs": {"1": [run(1.0), run(0.8), run(1.2)]}, "peak_rss_mb": {"peft": 800, "map": 820, "vi": 830},
+              "n": 400, "n_predict": 256, "repetitions": 3, "threads": 2, "default_batching": "buckets"}  # fmt: skip
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in peers.table(result).splitlines() if " / " in line}
+    # our default batching (buckets) against the plain loop (random): MAP 6/10 = 0.6, VI 6.5/10 = 0.65
+    assert "0.600 (0.480–0.720) | <= 0.85 | met" in rows["our MAP (buckets) / plain peft loop (random)"]
+    assert "0.650 (0.520–0.780) | <= 1.0 | met" in rows["our default (VI) (buckets) / plain peft loop (random)"]
+    assert "1.000 (0.800–1.200)" in rows["our MAP / peft, both random (like for like)"]
+    result["default_batching"] = "random"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in peers.table(result).splitlines() if " / " in line}
+    assert "1.100 (0.880–1.320) | <= 1.0 | missed" in rows["our default (VI) (random) / plain peft loop (random)"]
+    shuffled = peers.batches(list("abcde"), "random", torch.Generator().manual_seed(0))
+    assert sorted(i for b in shuffled for i in b) == [0, 1, 2, 3, 4] and shuffled != [[0, 1, 2, 3, 4]]
+    assert sorted(i for b in peers.batches(list("abcde"), "buckets", torch.Generator()) for i in b) == [0, 1, 2, 3, 4]
 
 
 def test_spectrum_summary_of_known_spectra():
