@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from skorch.history import History
 
-from .backbones import BACKBONE_ALIASES, backbone_name, load_tokenizer, quiet_loading
+from .backbones import BACKBONE_ALIASES, backbone_name, load_backbone, load_tokenizer, quiet_loading
+from .export import plain_backbone, write_head, write_merged, write_peft_adapter
 from .inference import make_inference
+from .options import Head
 from .posteriors import make_posterior, structure_of, structure_of_state
 from .serialization import (
     AdapterFormatError,
@@ -152,6 +154,54 @@ class PersistenceMixin:
             self.module_.adapter_state_dict(),
         )
         return write_adapter(path, state)
+
+    def export_peft(self, path: str | os.PathLike) -> Path:
+        """Save the posterior mean as a peft LoRA adapter (``PeftModel.from_pretrained(base, path)`` loads it).
+
+        ``lora_A = A`` and ``lora_B = s B mu`` for every adapted layer, ``lora_alpha = r``; for
+        ``head="lm"`` the adapter is of the causal LM, so the LM's next-token logits of the label
+        tokens are this model's class logits at the mean. The exported model is a point estimate:
+        the Monte Carlo average and the uncertainty scores need this library. A linear head is not
+        part of a LoRA adapter: :meth:`export_merged` writes it. Needs peft
+        (``pip install "subspace-bayes[export]"``).
+
+        Returns
+        -------
+        Path of the folder.
+        """
+        self.check_is_fitted()
+        model, prefix = self._plain_model()
+        return write_peft_adapter(self.module_, model, path, portable_name(backbone_name(self.backbone)), prefix)
+
+    def export_merged(self, path: str | os.PathLike) -> Path:
+        """Save the posterior-mean model as a plain transformers folder: ``W0 + s B mu A`` merged, no adapter code.
+
+        ``AutoModel.from_pretrained(path)`` (``AutoModelForCausalLM`` for ``head="lm"``) loads it, and
+        the tokenizer is saved beside it. A linear head goes into ``classification_head.safetensors``
+        with the pooling in its metadata (the recipe is in its docstring and docs/share.md). A point
+        estimate: the uncertainty needs this library.
+
+        Returns
+        -------
+        Path of the folder.
+        """
+        self.check_is_fitted()
+        model, prefix = self._plain_model()
+        write_merged(self.module_, model, prefix)
+        folder = Path(path)
+        model.save_pretrained(folder)
+        self.tokenizer_.save_pretrained(folder)
+        if Head(self.head) is Head.LINEAR:
+            write_head(self.module_, folder)
+        return folder
+
+    def _plain_model(self):
+        """A plain model to export into and the path of the backbone inside it: the backbone, or the causal LM."""
+        if Head(self.head) is Head.LM:
+            with quiet_loading(not self.verbose):
+                model = load_backbone(self.backbone, backbone_kwargs=self.backbone_kwargs, causal_lm=True)
+            return model, model.base_model_prefix + "."
+        return plain_backbone(self.module_), ""
 
     def _names_of_objects(self) -> dict[str, str]:
         """``backbone`` and ``tokenizer`` as the names they re-load by, wherever the loading process runs.
