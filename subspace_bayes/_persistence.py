@@ -20,6 +20,7 @@ from skorch.history import History
 
 from .backbones import BACKBONE_ALIASES, backbone_name, load_backbone, load_tokenizer, quiet_loading
 from .export import plain_backbone, write_head, write_merged, write_peft_adapter
+from .hub import download_adapter, looks_like_repo_id, upload_adapter, write_model_card
 from .inference import make_inference
 from .options import Head
 from .posteriors import make_posterior, structure_of, structure_of_state
@@ -95,12 +96,23 @@ class PersistenceMixin:
             super().load_params(use_safetensors=use_safetensors, **kwargs)
 
     @classmethod
-    def from_adapter(cls, path: str | os.PathLike, **overrides):
-        """Rebuild a fitted estimator from a folder written by :meth:`save_adapter`.
+    def from_adapter(
+        cls,
+        path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        cache_dir: str | None = None,
+        **overrides,
+    ):
+        """Rebuild a fitted estimator from a folder written by :meth:`save_adapter`, or from a Hub id.
 
+        A ``"user/name"`` that is not a local folder is downloaded from the Hugging Face Hub
+        (``snapshot_download`` with ``revision``, ``token``, ``cache_dir``; ``HF_HUB_OFFLINE=1``
+        reads the local cache only): the safetensors and JSON files, never a pickle.
         The backbone is loaded by its saved identifier and must be the same weights
         (checked by fingerprint). Parameters in ``overrides`` (e.g. ``device``,
-        ``n_samples``, ``batch_size``) replace the saved ones.
+        ``n_samples``, ``batch_size``, ``backbone``) replace the saved ones.
 
         Raises
         ------
@@ -109,6 +121,8 @@ class PersistenceMixin:
         BackboneMismatchError
             The backbone found now differs from the one the adapter was fitted on.
         """
+        if looks_like_repo_id(path):
+            path = download_adapter(os.fspath(path), revision=revision, token=token, cache_dir=cache_dir)
         state = read_adapter(path)
         est = cls(**{**cls._missing_parameters(state.params), **state.params, **overrides})
         est.classes_inferred_ = np.asarray(state.classes)
@@ -138,8 +152,21 @@ class PersistenceMixin:
         }
         return {k: cls.LEGACY_DEFAULTS.get(k, v) for k, v in defaults.items() if k not in saved}
 
-    def save_adapter(self, path: str | os.PathLike):
-        """Save the learned state without pickle (safetensors + JSON); see :func:`subspace_bayes.load_adapter`."""
+    def save_adapter(self, path: str | os.PathLike, eval_data: tuple[Any, Any] | None = None) -> Path:
+        """Save the learned state without pickle (safetensors + JSON) and a model card; see :func:`load_adapter`.
+
+        Parameters
+        ----------
+        path : folder
+        eval_data : (X, y), optional
+            Held-out data: the model card (``README.md``) then reports accuracy, ECE, NLL, Brier
+            and AURC of the Bayesian predictive and of the posterior mean, with a reliability
+            diagram (``reliability.png``).
+
+        Returns
+        -------
+        Path of the folder.
+        """
         self.check_is_fitted()
         params = {k: v for k, v in self.get_params(deep=False).items() if jsonable(v) and not k.startswith("callbacks")}
         params.update(self._names_of_objects())
@@ -153,7 +180,46 @@ class PersistenceMixin:
             fitted,
             self.module_.adapter_state_dict(),
         )
-        return write_adapter(path, state)
+        folder = write_adapter(path, state)
+        write_model_card(self, folder, params["backbone"], eval_data)
+        return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        eval_data: tuple[Any, Any] | None = None,
+        token: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+    ) -> str:
+        """Upload the adapter (safetensors + JSON) and its model card to the Hugging Face Hub.
+
+        Creates ``repo_id`` if needed; ``load_adapter(repo_id)`` loads it back anywhere. A backbone
+        saved as a local folder will have to be passed as ``backbone=`` by whoever loads it; a Hub id
+        or alias loads by itself.
+
+        Parameters
+        ----------
+        repo_id : str
+            ``"user/name"``.
+        eval_data : (X, y), optional
+            Held-out data for the card's evaluation table (see :meth:`save_adapter`).
+        token, private, revision, commit_message
+            As in ``huggingface_hub.HfApi.upload_folder``.
+
+        Returns
+        -------
+        str, the URL of the commit.
+        """
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_adapter(Path(tmp) / repo_id.split("/")[-1], eval_data=eval_data)
+            return upload_adapter(
+                folder, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
+            )
 
     def export_peft(self, path: str | os.PathLike) -> Path:
         """Save the posterior mean as a peft LoRA adapter (``PeftModel.from_pretrained(base, path)`` loads it).

@@ -920,6 +920,6 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         return self._predict_with(feature_distances, X)
 
 
-def load_adapter(path: str | os.PathLike, **overrides: Any) -> BayesianSubspaceClassifier:
-    """A fitted :class:`BayesianSubspaceClassifier` from a ``save_adapter`` folder (see ``from_adapter``)."""
-    return BayesianSubspaceClassifier.from_adapter(path, **overrides)
+def load_adapter(path: str | os.PathLike, **kwargs: Any) -> BayesianSubspaceClassifier:
+    """A fitted :class:`BayesianSubspaceClassifier` from a ``save_adapter`` folder or a Hub id (``from_adapter``)."""
+    return BayesianSubspaceClassifier.from_adapter(path, **kwargs)

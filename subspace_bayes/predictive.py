@@ -21,6 +21,7 @@ __all__ = [
     "posterior_draws",
     "mc_probabilities",
     "predictive_mean",
+    "mean_prediction",
     "glm_probabilities",
     "linearised_moments",
     "probit_probabilities",
@@ -336,3 +337,14 @@ def predictive_mean(
         return _in_callers_order(probs, order, axis=0)
     kwargs = dict(predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes)
     return predictive_samples(module, batches, posterior, **kwargs).mean(0)
+
+
+def mean_prediction(
+    module: torch.nn.Module, batches: Iterable[dict[str, Tensor]], posterior: GaussianPosterior, *, order, **_
+) -> np.ndarray:
+    """``softmax(f(x; mu))``: the prediction at the posterior mean (a point estimate), rows in the caller's order.
+
+    Takes (and ignores) the other arguments of :func:`predictive_samples`, so the estimator runs it the same way.
+    """
+    probs = mc_probabilities(module, batches, posterior.mean.detach()[None])[0]
+    return _in_callers_order(probs, order, axis=0)
