@@ -58,10 +58,18 @@ def _base_model(name: str) -> str | None:
     return name if _REPO_ID.match(name) and not Path(name).exists() else None
 
 
+def _structure(spec: tuple) -> str:
+    """``(covariance, cov_rank)`` of the fitted posterior, in words (None: a point estimate)."""
+    covariance, rank = spec
+    if covariance is None:
+        return "none (a point estimate)"
+    return f"`{covariance}`" + (f", rank {rank}" if covariance == "lowrank" else "")
+
+
 def _method_rows(est: Any, backbone: str) -> list[tuple[str, str]]:
     rows = [
         ("backbone", f"`{backbone}`"),
-        ("posterior", f"`{est.posterior}`" + (f", covariance `{est.covariance}`" if est.posterior == "vi" else "")),
+        ("posterior", f"`{est.posterior}`; fitted covariance structure {_structure(est.posterior_spec_)}"),
         ("rank r, projection", f"{est.rank}, `{est.projection}`"),
         ("D (numbers with a posterior)", f"{est.n_theta_:,}"),
         ("effective rank of the posterior covariance", f"{est.effective_rank_:.1f}"),
@@ -94,8 +102,6 @@ def write_model_card(
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    from ._version import __version__
-
     folder = Path(folder)
     data = ModelCardData(
         library_name="subspace_bayes",
@@ -103,10 +109,18 @@ def write_model_card(
         pipeline_tag="text-classification",
         tags=["bayesian", "lora-xs", "uncertainty", "subspace-bayes", f"posterior-{est.posterior}"],
     )
-    lines = [
-        "---",
-        data.to_yaml(),
-        "---",
+    lines = ["---", data.to_yaml(), "---", *_description(est, folder, backbone)]
+    if eval_data is not None:
+        lines += _evaluation(est, folder, eval_data)
+    lines += _usage(folder)
+    ModelCard("\n".join(lines)).save(folder / CARD_FILE)
+    return folder / CARD_FILE
+
+
+def _description(est: Any, folder: Path, backbone: str) -> list[str]:
+    from ._version import __version__
+
+    return [
         "",
         f"# {folder.name}: a Bayesian text classifier (subspace_bayes {__version__})",
         "",
@@ -118,9 +132,10 @@ def write_model_card(
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in _method_rows(est, backbone)],
     ]
-    if eval_data is not None:
-        lines += _evaluation(est, folder, eval_data)
-    lines += [
+
+
+def _usage(folder: Path) -> list[str]:
+    return [
         "",
         "## Use",
         "",
@@ -134,9 +149,6 @@ def write_model_card(
         "`clf.export_peft(path)` and `clf.export_merged(path)` give the posterior mean to peft or to plain "
         "transformers; they are point estimates (the uncertainty needs subspace_bayes).",
     ]
-    card = ModelCard("\n".join(lines))
-    card.save(folder / CARD_FILE)
-    return folder / CARD_FILE
 
 
 def _evaluation(est: Any, folder: Path, eval_data: tuple[Any, Any]) -> list[str]:
