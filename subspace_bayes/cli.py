@@ -60,7 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
             setattr(cfg, name, getattr(args, name))
     rows = run_demo(args.output, cfg, verbose=0 if args.quiet else 1)
     print(format_table(rows))
-    print(f"\nWrote {args.output}/results.md, results.json, reliability.png, uncertainty.png")
+    print(f"\nWrote {args.output}/results.md, results.json, reliability.png, uncertainty.png, model/ (with its card)")
     return 0
 
 

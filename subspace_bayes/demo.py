@@ -172,7 +172,8 @@ def _write_outputs(out: Path, rows: list[dict], meta: dict, y_val: np.ndarray, p
 
 
 def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: int = 1) -> list[dict[str, Any]]:
-    """Train and compare the methods; write ``results.md``, ``results.json`` and two PNG figures.
+    """Train and compare the methods; write ``results.md``, ``results.json``, two PNG figures and, for the
+    default (VI) model, its adapter folder ``model/`` with a model card evaluated on the validation sentences.
 
     Returns
     -------
@@ -207,6 +208,8 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
         "n_ood": len(data.X_ood),
     }
     _write_outputs(out, rows, meta, data.y_val, probas, uncertainties)
+    if "vi" in fitted:  # the default model, as one shares it: an adapter folder with its model card
+        fitted["vi"].save_adapter(out / "model", eval_data=(data.X_val, data.y_val))
     return rows
 
 

@@ -98,6 +98,9 @@ def test_demo_quick_writes_table_json_and_figures(tmp_path):
             if key != "method":
                 assert isinstance(value, float) and math.isfinite(value), (row["method"], key, value)
     assert "| method |" in (out / "results.md").read_text()
+    card = (out / "model" / "README.md").read_text()  # the default model, shared with its card
+    assert "library_name: subspace_bayes" in card and "| Bayesian predictive |" in card
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
 
 
 @pytest.mark.slow
