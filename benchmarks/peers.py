@@ -36,7 +36,7 @@ from subspace_bayes.datasets import load_sst2
 from subspace_bayes.text import LengthBucketBatchSampler, TextDataset, coerce_texts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cost import PEAK_RSS_IMPORT, write_block  # the same peak-memory probe and page update as cost.py
+from cost import PEAK_RSS_IMPORT, defaults_label, write_block  # the peak-memory probe, labels and page update
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "peers.json"
@@ -165,7 +165,8 @@ def measure(n: int, epoch_settings: tuple[int, ...], n_pred: int, repetitions: i
             print(f"repetition {rep}, {epochs} epochs: {runs[str(epochs)][-1]['fit']}", flush=True)
     rss = {m: peak_rss_mb(m, n, 1) for m in ("peft", "map", "vi")}
     return {"runs": runs, "peak_rss_mb": rss, "n": n, "n_predict": n_pred, "repetitions": repetitions,
-            "threads": torch.get_num_threads(), "default_batching": default_batching()}  # fmt: skip
+            "threads": torch.get_num_threads(), "default_batching": default_batching(),
+            "defaults": defaults_label()}  # fmt: skip
 
 
 def _median_range(values: list[float]) -> str:
@@ -190,7 +191,8 @@ def table(r: dict) -> str:
         f"{r['n_predict']} sentences. peft: LoRA r=8 on query/value, mean pooling, a linear head, a plain AdamW "
         "loop. Each side runs with random batches and with length buckets (the same sampler); our fit includes "
         f"the pass that collects the feature statistics of the unfamiliar-inputs score. Our default batching: "
-        f"**{default}**. Targets (issue 31) compare our default with the plain peft loop (random batches).",
+        f"**{default}**. Targets (issue 31) compare our default with the plain peft loop (random batches). "
+        f"Estimator defaults: {r.get('defaults', '')}.",
     ]
     for epochs, runs in r["runs"].items():
         fits = {k: [run["fit"][k] for run in runs] for k in runs[0]["fit"]}

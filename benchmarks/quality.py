@@ -160,6 +160,7 @@ PINNED = dict(
     covariance="lowrank",
     cov_rank=4,
     projection="svd",
+    bucket_by_length=False,  # random training batches, as when the stored rows were measured
 )
 
 #: The trained Bayesian rows: the default (VI, low rank + diagonal, k = 4), the prior tuned by

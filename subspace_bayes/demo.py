@@ -179,6 +179,8 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
     -------
     list of dict, one row of metrics per method.
     """
+    from .estimator import BayesianSubspaceClassifier
+
     cfg = config or DemoConfig()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,8 +210,9 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
         "n_ood": len(data.X_ood),
     }
     _write_outputs(out, rows, meta, data.y_val, probas, uncertainties)
-    if "vi" in fitted:  # the default model, as one shares it: an adapter folder with its model card
-        fitted["vi"].save_adapter(out / "model", eval_data=(data.X_val, data.y_val))
+    default = fitted.get(BayesianSubspaceClassifier().posterior)  # the default model, shared with its card
+    if default is not None:
+        default.save_adapter(out / "model", eval_data=(data.X_val, data.y_val))
     return rows
 
 

@@ -212,10 +212,12 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         last token for decoder LMs.
     max_length : int, default=128
         Longer inputs are truncated.
-    bucket_by_length : bool, default=False
+    bucket_by_length : bool, default=True
         Training batches of similar length, in random order
         (:class:`~subspace_bayes.text.LengthBucketBatchSampler`): less padding,
         faster epochs (docs/cost.md measures it). Reproducible per ``random_state``.
+        On by default since dev data showed no difference in NLL, ECE or accuracy
+        from random batches (5 seeds, docs/cost.md); False gives plain shuffled batches.
     batch_size : int, default=32
     max_epochs : int, default=10
     class_weight : dict, "balanced" or None, default=None
@@ -325,7 +327,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         n_train_samples: int = 1,
         pooling: str = "auto",
         max_length: int = 128,
-        bucket_by_length: bool = False,
+        bucket_by_length: bool = True,
         batch_size: int = 32,
         max_epochs: int = 10,
         class_weight: dict | str | None = None,

@@ -73,7 +73,7 @@ def fitted(tiny_bert_dir, toy_data):
 
 def test_save_and_load_adapter_round_trip(fitted, toy_test, tmp_path):
     fitted.save_adapter(tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter.json", "adapter.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["README.md", "adapter.json", "adapter.safetensors"]
     loaded = load_adapter(tmp_path / "a")
     np.testing.assert_array_equal(loaded.predict_proba(toy_test[0]), fitted.predict_proba(toy_test[0]))
     assert list(loaded.classes_) == ["neg", "pos"] and loaded.rank == fitted.rank
