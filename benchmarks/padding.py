@@ -69,6 +69,33 @@ def epoch_padding(X: list[str], batch_size: int, max_length: int, seeds: range) 
     return {"random": float(np.mean(shuffled)), "buckets": float(np.mean(bucketed))}
 
 
+def speed_block(result: dict) -> str:
+    """The docs block of the padding and speed measurement, from its JSON."""
+    padding, times = result["padding"], result["fit_seconds"]
+    mark = lambda bucket: ", the default" if result["default_buckets"] == bucket else ""
+    random_s, bucket_s = np.mean(times["random"]), np.mean(times["buckets"])
+    return "\n".join([
+        START,
+        "## Padding: random training batches vs length buckets",
+        "",
+        f"`python benchmarks/padding.py{' --quick' if result['quick'] else ''}`: MiniLM tokenizer, batch 32, "
+        f"max_length 128. Padded share of the tokens over one epoch of 1,000 SST-2 sentences (mean of 5 shuffles), "
+        f"and fit seconds of the default VI on {result['n']} sentences x {result['epochs']} epochs, "
+        f"{result['threads']} threads, run random, buckets, buckets, random in one process. Estimator defaults "
+        f"otherwise: {result['defaults']}.",
+        "",
+        "| batches | padded tokens | fit seconds (2 runs) |",
+        "|---|---|---|",
+        f"| random (`bucket_by_length=False`{mark(False)}) | {padding['random']:.1%} | "
+        f"{', '.join(f'{t:.1f}' for t in times['random'])} |",
+        f"| length buckets (`bucket_by_length=True`{mark(True)}) | {padding['buckets']:.1%} | "
+        f"{', '.join(f'{t:.1f}' for t in times['buckets'])} |",
+        "",
+        f"Fit speed-up with buckets: {random_s / bucket_s:.2f}x (mean of the two runs each).",
+        END,
+    ])  # fmt: skip
+
+
 def default_mark(bucket: bool) -> str:
     """``", the default"`` for the estimator's default batching."""
     return ", the default" if BayesianSubspaceClassifier().bucket_by_length == bucket else ""
@@ -201,28 +228,11 @@ def main() -> None:
     times = {"random": [], "buckets": []}
     for bucket in (False, True, True, False):
         times["buckets" if bucket else "random"].append(fit_seconds(X, y, epochs, bucket))
-    result = {"padding": padding, "fit_seconds": times, "n": n, "epochs": epochs, "threads": torch.get_num_threads()}
+    result = {"padding": padding, "fit_seconds": times, "n": n, "epochs": epochs, "threads": torch.get_num_threads(),
+              "quick": bool(args.quick), "defaults": defaults_label(),
+              "default_buckets": default_mark(True) != ""}  # fmt: skip
     (ROOT / "benchmarks" / "results" / "padding.json").write_text(json.dumps(result, indent=2))
-    random_s, bucket_s = np.mean(times["random"]), np.mean(times["buckets"])
-    block = "\n".join([
-        START,
-        "## Padding: random training batches vs length buckets",
-        "",
-        f"`python benchmarks/padding.py{' --quick' if args.quick else ''}`: MiniLM tokenizer, batch 32, max_length "
-        f"128. Padded share of the tokens over one epoch of 1,000 SST-2 sentences (mean of 5 shuffles), and fit "
-        f"seconds of the default VI on {n} sentences x {epochs} epochs, {torch.get_num_threads()} threads, run "
-        f"random, buckets, buckets, random in one process. Estimator defaults otherwise: {defaults_label()}.",
-        "",
-        "| batches | padded tokens | fit seconds (2 runs) |",
-        "|---|---|---|",
-        f"| random (`bucket_by_length=False`{default_mark(False)}) | {padding['random']:.1%} | "
-        f"{', '.join(f'{t:.1f}' for t in times['random'])} |",
-        f"| length buckets (`bucket_by_length=True`{default_mark(True)}) | {padding['buckets']:.1%} | "
-        f"{', '.join(f'{t:.1f}' for t in times['buckets'])} |",
-        "",
-        f"Fit speed-up with buckets: {random_s / bucket_s:.2f}x (mean of the two runs each).",
-        END,
-    ])  # fmt: skip
+    block = speed_block(result)
     print(block)
     write_block(Path(args.output), block, START, END)
 

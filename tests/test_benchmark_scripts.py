@@ -360,3 +360,21 @@ def test_vi_convergence_verdicts_need_an_interval_that_excludes_zero(vi_converge
     assert module.verdict(diff, lower_is_better=True).endswith("(better)")
     assert "no difference detected" in module.verdict((0.01, 0.02, 3), lower_is_better=True)
     assert module.verdict((-0.05, 0.02, 3), lower_is_better=False).endswith("(worse)")  # accuracy fell
+
+
+def _block(page: str, start: str, end: str) -> str:
+    return page[page.index(start) : page.index(end) + len(end)]
+
+
+def test_cost_page_blocks_are_what_their_json_regenerates(monkeypatch):
+    # docs/cost.md's padding, padding-decision, peers and feature-pass blocks, each rebuilt from its stored JSON.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    page = (ROOT / "docs" / "cost.md").read_text()
+    padding, peers, feature_pass = _script("padding"), _script("peers"), _script("feature_pass")
+    stored = json.loads(feature_pass.RESULT.read_text())
+    assert _block(page, feature_pass.START, feature_pass.END) == feature_pass.block(stored)
+    speed = json.loads((ROOT / "benchmarks" / "results" / "padding.json").read_text())
+    assert _block(page, padding.START, padding.END) == padding.speed_block(speed)
+    decision = padding.render_decision(padding.decision_cells())
+    assert _block(page, padding.DECISION_START, padding.DECISION_END) == decision
+    assert _block(page, peers.START, peers.END) == peers.table(json.loads(peers.RESULT.read_text()))
