@@ -20,7 +20,7 @@ from skorch.history import History
 
 from .backbones import BACKBONE_ALIASES, backbone_name, load_backbone, load_tokenizer, quiet_loading
 from .export import plain_backbone, write_head, write_merged, write_peft_adapter
-from .hub import download_adapter, looks_like_repo_id, upload_adapter, write_model_card
+from .hub import base_model_id, download_adapter, looks_like_repo_id, upload_adapter, write_model_card
 from .inference import make_inference
 from .options import Head
 from .posteriors import make_posterior, structure_of, structure_of_state
@@ -237,7 +237,8 @@ class PersistenceMixin:
         """
         self.check_is_fitted()
         model, prefix = self._plain_model()
-        return write_peft_adapter(self.module_, model, path, portable_name(backbone_name(self.backbone)), prefix)
+        name = portable_name(backbone_name(self.backbone))
+        return write_peft_adapter(self.module_, model, path, base_model_id(name) or name, prefix)
 
     def export_merged(self, path: str | os.PathLike) -> Path:
         """Save the posterior-mean model as a plain transformers folder: ``W0 + s B mu A`` merged, no adapter code.

@@ -24,6 +24,7 @@ __all__ = [
     "download_adapter",
     "upload_adapter",
     "looks_like_repo_id",
+    "base_model_id",
     "ADAPTER_FILES",
     "CARD_FILE",
 ]
@@ -49,7 +50,7 @@ def card_metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[
     }
 
 
-def _base_model(name: str) -> str | None:
+def base_model_id(name: str) -> str | None:
     """The Hub id of the backbone for the card's ``base_model`` (None for a local folder)."""
     from .backbones import BACKBONE_ALIASES
 
@@ -105,7 +106,7 @@ def write_model_card(
     folder = Path(folder)
     data = ModelCardData(
         library_name="subspace_bayes",
-        base_model=_base_model(backbone),
+        base_model=base_model_id(backbone),
         pipeline_tag="text-classification",
         tags=["bayesian", "lora-xs", "uncertainty", "subspace-bayes", f"posterior-{est.posterior}"],
     )
@@ -198,7 +199,8 @@ def download_adapter(
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         offline = huggingface_hub.constants.HF_HUB_OFFLINE
         raise ValueError(
-            f"Could not get the adapter {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}). "
+            f"{repo_id!r} is not a local folder, and the adapter of that id could not be got from the Hugging Face "
+            f"Hub ({type(exc).__name__}). "
             + (
                 "Loading is offline (HF_HUB_OFFLINE=1), so only the local cache is read and it has no copy: go "
                 "online once, or pass the folder written by save_adapter."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -60,6 +62,8 @@ def test_peft_and_merged_exports_reproduce_the_posterior_mean(tiny_bert_dir, toy
     assert not torch.allclose(ours, load_backbone(tiny_bert_dir)(**batch).last_hidden_state, atol=1e-3)
 
     clf.export_peft(tmp_path / "peft")
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == tiny_bert_dir and config["r"] == config["lora_alpha"] == 4
     served = peft.PeftModel.from_pretrained(load_backbone(tiny_bert_dir), tmp_path / "peft").eval()
     with torch.no_grad():
         torch.testing.assert_close(served(**batch).last_hidden_state, ours, atol=1e-5, rtol=1e-5)

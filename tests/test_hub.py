@@ -45,10 +45,12 @@ def test_save_adapter_writes_a_model_card_the_hub_can_parse(fitted, toy_test, tm
 
 
 def test_an_alias_backbone_is_the_cards_base_model():
-    from subspace_bayes.hub import _base_model
+    from subspace_bayes.hub import base_model_id
 
-    assert _base_model("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
-    assert _base_model("roberta-base") is None and _base_model("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
+    assert base_model_id("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert (
+        base_model_id("roberta-base") is None and base_model_id("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
+    )
 
 
 def test_push_to_hub_uploads_the_adapter_folder(fitted, monkeypatch):
@@ -86,7 +88,7 @@ def test_load_adapter_from_a_hub_id_reads_the_local_cache_offline(fitted, toy_te
     (repo / "refs" / "main").write_text(commit)
     loaded = load_adapter("someone/tiny-sentiment", cache_dir=str(tmp_path / "cache"))
     np.testing.assert_allclose(loaded.predict_proba(toy_test[0][:8]), fitted.predict_proba(toy_test[0][:8]))
-    with pytest.raises(ValueError, match=r"Could not get the adapter 'someone/not-cached'.*offline"):
+    with pytest.raises(ValueError, match=r"'someone/not-cached' is not a local folder, and the adapter.*offline"):
         load_adapter("someone/not-cached", cache_dir=str(tmp_path / "cache"))
 
 
