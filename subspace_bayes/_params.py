@@ -11,7 +11,10 @@ from .backbones import is_model_object
 from .options import Covariance, Head, LaplaceStructure, Pooling, Posterior, Precision, Predictive
 from .projections import parse_projection
 
-__all__ = ["PARAMETER_CONSTRAINTS"]
+__all__ = ["PARAMETER_CONSTRAINTS", "DEFAULT_MAX_LENGTH"]
+
+#: ``max_length``'s default: capped without a word where a backbone holds fewer positions.
+DEFAULT_MAX_LENGTH = 128
 
 PARAMETER_CONSTRAINTS: dict[str, list] = {
     "backbone": [

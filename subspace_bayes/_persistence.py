@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from skorch.history import History
 
-from .backbones import BACKBONE_ALIASES, backbone_name, load_backbone, load_tokenizer, quiet_loading
+from .backbones import backbone_name, bundled_alias, load_backbone, load_tokenizer, quiet_loading
 from .export import plain_backbone, write_head, write_merged, write_peft_adapter
 from .hub import base_model_id, download_adapter, looks_like_repo_id, upload_adapter, write_model_card
 from .inference import make_inference
@@ -53,7 +53,7 @@ def portable_name(name: str | os.PathLike) -> str:
     the directory it was fitted in); aliases and hub ids, which are not local folders, are kept.
     """
     text = os.fspath(name)
-    if text in BACKBONE_ALIASES or text.lower() in BACKBONE_ALIASES:
+    if bundled_alias(text) is not None:
         return text  # an alias wins over a folder of the same name when loading too
     path = Path(text).expanduser()
     if path.is_dir() and not Path(text).is_absolute():
@@ -237,7 +237,7 @@ class PersistenceMixin:
         """
         self.check_is_fitted()
         model, prefix = self._plain_model()
-        name = portable_name(backbone_name(self.backbone))
+        name = self._names_of_objects()["backbone"]  # the name save_adapter stores
         return write_peft_adapter(self.module_, model, path, base_model_id(name) or name, prefix)
 
     def export_merged(self, path: str | os.PathLike) -> Path:

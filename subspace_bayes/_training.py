@@ -8,7 +8,6 @@ chosen inference method, and feeds batches through the module.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_device, to_tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ._params import DEFAULT_MAX_LENGTH
 from .backbones import (
     label_token_ids,
     load_backbone,
@@ -97,9 +97,16 @@ class TrainingHooksMixin:
         return TextCollator(self.tokenizer_, self._max_tokens(), shown=self._shown())
 
     def _max_tokens(self) -> int:
-        """``max_length``, capped at what the backbone's position table holds (``max_length_``)."""
-        limit = getattr(self, "max_length_", None)
+        """``max_length``, capped at what the backbone's position table holds (``max_positions_``)."""
+        limit = getattr(self, "max_positions_", None)
         return self.max_length if limit is None else min(self.max_length, limit)
+
+    @property
+    def max_length_(self) -> int:
+        """The most tokens an input keeps: ``max_length``, capped at the backbone's position limit (after fit)."""
+        if not hasattr(self, "max_positions_"):
+            raise AttributeError("max_length_ is known once the backbone is loaded (fit or load).")
+        return self._max_tokens()
 
     def _loader(self, dataset) -> DataLoader:
         """In-order batches of ``dataset`` for prediction and post-hoc steps."""
@@ -147,12 +154,9 @@ class TrainingHooksMixin:
             )
 
     def _cap_max_length(self, backbone) -> None:
-        """``max_length_``: the most tokens an input keeps, at most the backbone's position limit (warned once)."""
-        limit = max_positions(backbone, self.tokenizer_)
-        self.max_length_ = self.max_length if limit is None else min(self.max_length, limit)
-        defaults = (inspect.signature(c.__init__).parameters.get("max_length") for c in type(self).__mro__)
-        default = next(p.default for p in defaults if p is not None)
-        asked = self.max_length != default  # the default is capped without a word
+        """``max_positions_``: the backbone's position limit; a ``max_length`` asked above it is warned about once."""
+        limit = self.max_positions_ = max_positions(backbone, self.tokenizer_)
+        asked = self.max_length != DEFAULT_MAX_LENGTH  # the default is capped without a word
         if asked and self.max_length_ < self.max_length and "max_length" not in self._shown():
             self._shown().add("max_length")
             warnings.warn(

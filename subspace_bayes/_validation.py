@@ -24,6 +24,7 @@ __all__ = [
     "is_random_state",
     "validate_parameters",
     "check_parameter_names",
+    "did_you_mean",
     "check_labels",
     "check_sample_weight",
     "sorted_labels",
@@ -147,7 +148,8 @@ def validate_parameters(owner: str, params: dict[str, Any], constraints: dict[st
         raise InvalidParameterError("\n".join(msgs))
 
 
-def _did_you_mean(name: str, candidates: list[str]) -> str:
+def did_you_mean(name: str, candidates: list[str]) -> str:
+    """``" (did you mean 'rank'?)"`` for the closest of ``candidates``, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -187,7 +189,7 @@ def check_parameter_names(
             routed = prefix + "__" + key[len(prefix) :].lstrip("_")
             msgs.append(f"{key!r} is not a parameter of {owner} (did you mean {routed!r}?)")
         else:
-            msgs.append(f"{key!r} is not a parameter of {owner}{_did_you_mean(key, known)}.")
+            msgs.append(f"{key!r} is not a parameter of {owner}{did_you_mean(key, known)}.")
     if msgs:
         raise InvalidParameterError("\n".join(msgs) + f"\nSee help({owner}) for the parameters.")
 

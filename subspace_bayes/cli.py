@@ -41,10 +41,9 @@ def _parse_params(text: str | None, known: set[str]) -> dict:
         raise CommandError(f"--params sets {clash}, which have flags of their own: use {flags}")
     unknown = sorted(k for k in params if k not in known and "__" not in k)
     if unknown:
-        import difflib
+        from ._validation import did_you_mean
 
-        hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-        hint = "; ".join(f"{k!r} (did you mean {m[0]!r}?)" if m else repr(k) for k, m in hints.items())
+        hint = "; ".join(f"{k!r}{did_you_mean(k, sorted(known))}" for k in unknown)
         raise CommandError(f"--params has unknown estimator parameters: {hint}")
     return params
 
@@ -183,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="compare MAP, temperature scaling and VI on bundled SST-2")
     d.add_argument("--quick", action="store_true", help="about 2 minutes on 2 CPU cores")
     d.add_argument("--output", default="demo-output", help="folder for the table and figures")
-    d.add_argument("--n-train", dest="n_train", type=int, help="training sentences (default 1000; --quick: 400)")
+    from .demo import DemoConfig
+
+    n_train = f"training sentences (default {DemoConfig().n_train}; --quick: {DemoConfig.quick().n_train})"
+    d.add_argument("--n-train", dest="n_train", type=int, help=n_train)
     d.add_argument("--max-epochs", dest="max_epochs", type=int, help="training epochs of every model")
     d.add_argument("--n-samples", dest="n_samples", type=int, help="posterior draws per prediction")
     d.add_argument("--rank", type=int, help="size r of each r x r core")

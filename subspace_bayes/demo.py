@@ -261,7 +261,9 @@ def _markdown(rows, meta) -> str:
         "predict s: the posterior draws on the validation sentences, whose mean is `predict_proba` (the "
         "time of one `predict_proba` call; the same draws give the scores). "
         "Temperature scaling is fitted on "
-        f"{cfg['n_calibration']} held-out training sentences. Written by `subspace-bayes demo`.\n\n"
+        f"{cfg['n_calibration']} held-out training sentences. One seed (`random_state={cfg['random_state']}`): "
+        "illustrative, not a comparison with intervals (docs/benchmarks.md has those). "
+        "Written by `subspace-bayes demo`.\n\n"
         + format_table(rows)
         + "\n\n![reliability](reliability.png)\n\n![uncertainty](uncertainty.png)\n"
     )

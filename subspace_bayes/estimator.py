@@ -27,7 +27,7 @@ from skorch.callbacks import BatchScoring
 from skorch.exceptions import NotInitializedError
 from skorch.utils import to_device
 
-from ._params import PARAMETER_CONSTRAINTS
+from ._params import DEFAULT_MAX_LENGTH, PARAMETER_CONSTRAINTS
 from ._persistence import PersistenceMixin
 from ._training import TrainingHooksMixin
 from ._validation import (
@@ -326,7 +326,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         n_samples: int = 8,
         n_train_samples: int = 1,
         pooling: str = "auto",
-        max_length: int = 128,
+        max_length: int = DEFAULT_MAX_LENGTH,
         bucket_by_length: bool = True,
         batch_size: int = 32,
         max_epochs: int = 10,
@@ -842,27 +842,36 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         --------
         >>> labels, proba, unc = clf.predict(texts, return_proba=True, return_uncertainty=True)  # doctest: +SKIP
         """
-        self.check_is_fitted()
         if not (return_proba or return_uncertainty):
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-        fns = {"proba": predictive_mean}
-        if return_uncertainty:  # the mean of these same draws is predict_proba (probit: the closed form)
-            fns = {"samples": predictive_samples}
-            if Predictive(self.predictive) is Predictive.PROBIT:
-                fns["proba"] = predictive_mean
-            if self.module_.feature_gaussian.fitted:
-                fns["feature_distance"] = feature_distances
-        out = self._predict_many(fns, X)
-        proba = out["proba"] if "proba" in out else out["samples"].mean(0)
-        result: tuple[np.ndarray, ...] = (self.classes_[np.argmax(proba, axis=1)],)
+        proba, scores = self._proba_and_scores(X, uncertainty=return_uncertainty)
+        result = [self.classes_[np.argmax(proba, axis=1)]]
         if return_proba:
-            result += (proba,)
+            result.append(proba)
         if return_uncertainty:
-            scores = uncertainty_decomposition(out["samples"])
-            if "feature_distance" in out:
-                scores["feature_distance"] = out["feature_distance"]
-            result += (scores,)
-        return result
+            result.append(scores)
+        return tuple(result)
+
+    def _proba_and_scores(self, X: Any, *, proba: bool = True, uncertainty: bool = True) -> tuple:
+        """``(predict_proba, predict_uncertainty)`` of ``X`` from one tokenisation and one set of draws.
+
+        Each is None where not asked for. MC's mean of the draws is ``predict_proba``; only
+        ``predictive="probit"`` takes its closed-form mean as a pass of its own.
+        """
+        self.check_is_fitted()
+        fns = {"samples": predictive_samples} if uncertainty else {}
+        if proba and (not uncertainty or Predictive(self.predictive) is Predictive.PROBIT):
+            fns["proba"] = predictive_mean
+        if uncertainty and self.module_.feature_gaussian.fitted:
+            fns["feature_distance"] = feature_distances
+        out = self._predict_many(fns, X)
+        p = out["proba"] if "proba" in out else (out["samples"].mean(0) if proba else None)
+        if not uncertainty:
+            return p, None
+        scores = uncertainty_decomposition(out["samples"])
+        if "feature_distance" in out:
+            scores["feature_distance"] = out["feature_distance"]
+        return p, scores
 
     def predict_uncertainty(self, X: Any) -> dict[str, np.ndarray]:
         """Predictive uncertainty per input, and how unfamiliar the input is.
@@ -891,7 +900,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         SST-2 model nor on most sets against an MRPC model. ``epistemic``
         stayed near chance (OOD AUROC 0.38-0.71) and is not an OOD score here.
         """
-        return self.predict(X, return_uncertainty=True)[1]
+        return self._proba_and_scores(X, proba=False)[1]
 
     def predict_feature_distance(self, X: Any) -> np.ndarray:
         """How unfamiliar each input is: Mahalanobis distance of its features from the training data.

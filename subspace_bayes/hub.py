@@ -52,11 +52,11 @@ def card_metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[
 
 def base_model_id(name: str) -> str | None:
     """The Hub id of the backbone for the card's ``base_model`` (None for a local folder)."""
-    from .backbones import BACKBONE_ALIASES
+    from .backbones import BUNDLED_HUB_ID, bundled_alias
 
-    if name in BACKBONE_ALIASES or name.lower() in BACKBONE_ALIASES:
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return name if _REPO_ID.match(name) and not Path(name).exists() else None
+    if bundled_alias(name) is not None:
+        return BUNDLED_HUB_ID
+    return name if looks_like_repo_id(name) else None
 
 
 def _structure(spec: tuple) -> str:

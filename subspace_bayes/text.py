@@ -244,14 +244,10 @@ class TextCollator:
         self.max_length = int(max_length)
         self.shown = set() if shown is None else shown
 
-    @property
-    def warned(self) -> bool:
-        return "truncation" in self.shown
-
     def _warn_if_truncated(self, first: list[str], second: list[str] | None, lengths: Tensor) -> None:
         """One warning per collator when an input is longer than ``max_length`` tokens."""
         full = [i for i, n in enumerate(lengths.tolist()) if n >= self.max_length]
-        if self.warned or not full:
+        if "truncation" in self.shown or not full:
             return
         pick = lambda xs: None if xs is None else [xs[i] for i in full]
         untruncated = self.tokenizer(pick(first), pick(second), truncation=False)["input_ids"]

@@ -118,3 +118,11 @@ def test_example_runs_in_quick_mode(script, tmp_path):
     run = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip()
+
+
+def test_the_demo_page_in_the_docs_is_what_its_json_renders():
+    from subspace_bayes.demo import _markdown
+
+    stored = json.loads((ROOT / "docs" / "demo" / "results.json").read_text())
+    assert (ROOT / "docs" / "demo" / "results.md").read_text() == _markdown(stored["results"], stored["meta"])
+    assert "One seed (`random_state=0`): illustrative" in (ROOT / "docs" / "demo" / "results.md").read_text()
