@@ -26,7 +26,7 @@ from skorch.callbacks import Callback
 
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.datasets import load_agnews_ood, load_sst2
-from subspace_bayes.feature_distance import collect_features, feature_distances, fit_feature_gaussian
+from subspace_bayes.feature_distance import collect_features, feature_scores, fit_feature_gaussian
 from subspace_bayes.metrics import ood_auroc
 from subspace_bayes.text import TextDataset, coerce_texts
 
@@ -89,7 +89,9 @@ def compare(posterior: str, epochs: int, X, y, X_in, X_out) -> dict:
     scores = {}
     for name, stats in (("last epoch", last), ("separate pass", fit_feature_gaussian(*separate, 2))):
         clf.module_.feature_gaussian.set_statistics(stats)
-        scores[name] = {k: clf._predict_with(feature_distances, Xs) for k, Xs in (("in", X_in), ("out", X_out))}
+        scores[name] = {
+            k: clf._predict_with(feature_scores, Xs)["feature_distance"] for k, Xs in (("in", X_in), ("out", X_out))
+        }
     a = np.concatenate([scores["last epoch"]["in"], scores["last epoch"]["out"]])
     b = np.concatenate([scores["separate pass"]["in"], scores["separate pass"]["out"]])
     rel = np.abs(a - b) / np.abs(b)

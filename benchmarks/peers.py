@@ -147,7 +147,7 @@ def one_repetition(X, y, X_pred, epochs: int, reverse: bool) -> dict:
             continue
         clf, out["fit"][key] = timed(lambda m=method, b=batching: ours(m, epochs, b).fit(X, y))
         data = TextDataset(coerce_texts(X), np.searchsorted(clf.classes_, y))
-        out["feature_pass"][key] = timed(lambda c=clf, d=data: c._fit_feature_gaussian(d))[1]
+        out["feature_pass"][key] = timed(lambda c=clf, d=data: c._fit_feature_statistics(d))[1]
         if method == "map" and batching == "random":
             out["predict"]["map/sorted"] = timed(lambda c=clf: c.predict_proba(X_pred))[1]
     return out

@@ -11,6 +11,7 @@ class.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import warnings
@@ -41,12 +42,12 @@ from ._validation import (
 )
 from .backbones import backbone_name, is_model_object, resolve_device
 from .callbacks import progress
-from .feature_distance import collect_features, feature_distances, fit_feature_gaussian
+from .feature_distance import collect_features, familiarity_scores, feature_scores, fit_feature_gaussian
 from .inference import ELBOLoss, Schedule, make_inference
 from .inference.vi import convergence_problems
 from .module import SubspaceClassifierModule
 from .options import Head, Posterior, Precision, Predictive
-from .predictive import predictive_mean, predictive_samples, uncertainty_decomposition
+from .predictive import predictive_mean, predictive_samples, predictive_samples_and_scores, uncertainty_decomposition
 from .projections import needs_input_moments
 from .serialization import fit_key
 from .text import TextDataset, TextInputs, coerce_texts, input_form, warn_empty_texts
@@ -626,7 +627,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
             NeuralNetClassifier.partial_fit(self, data, None, epochs=epochs, **fit_params)
         if fresh or epochs > 0:
             self._finish_posterior(data)
-        self._fit_feature_gaussian(data.train)
+        self._fit_feature_statistics(data.train)
         return self
 
     def _finish_posterior(self, data) -> None:
@@ -670,18 +671,22 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
                 "it was fitted on (a pair model reads the two texts together, so one text alone is another task)."
             )
 
-    def _fit_feature_gaussian(self, dataset) -> None:
-        """Class means and shared covariance of the training split's features at the posterior mean.
+    def _fit_feature_statistics(self, dataset) -> None:
+        """What the scores for unfamiliar inputs measure against, from the training split's features.
 
-        One forward pass over the training split (no gradients, no draws), in batches of similar
-        length (the statistics do not depend on the order: less padding is all that changes); what
-        ``feature_distance`` of :meth:`predict_uncertainty` measures against. Sample weights are not used.
+        One forward pass over the training split at the posterior mean (no gradients, no draws),
+        in batches of similar length (the statistics do not depend on the order: less padding is
+        all that changes). It stores the class means and shared covariance (``feature_distance``
+        of :meth:`predict_uncertainty`) and the normalised features as nearest neighbours
+        (``knn_distance`` and ``novelty``). Sample weights are not used.
         """
         self.module_.eval()
         if isinstance(dataset, TextDataset):
             dataset = dataset.subset(dataset.inputs.by_length())
         features, labels = collect_features(self.module_, self._training_data(dataset).batches())
         self.module_.feature_gaussian.set_statistics(fit_feature_gaussian(features, labels, len(self.classes_)))
+        generator = torch.Generator().manual_seed(self.seed_ + 3)
+        self.module_.feature_neighbours.fit(features.to(self.device_), generator=generator)
 
     def _check_monitors(self, data) -> None:
         """A callback that monitors a validation score needs a validation split: say so before training."""
@@ -855,23 +860,22 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
     def _proba_and_scores(self, X: Any, *, proba: bool = True, uncertainty: bool = True) -> tuple:
         """``(predict_proba, predict_uncertainty)`` of ``X`` from one tokenisation and one set of draws.
 
-        Each is None where not asked for. MC's mean of the draws is ``predict_proba``; only
+        Each is None where not asked for. MC's mean of the draws is ``predict_proba``, and the
+        scores for unfamiliar inputs read the features of the same passes; only
         ``predictive="probit"`` takes its closed-form mean as a pass of its own.
         """
         self.check_is_fitted()
-        fns = {"samples": predictive_samples} if uncertainty else {}
+        fns = {"samples": functools.partial(predictive_samples_and_scores, scorer=familiarity_scores)}
+        if not uncertainty:
+            fns = {}
         if proba and (not uncertainty or Predictive(self.predictive) is Predictive.PROBIT):
             fns["proba"] = predictive_mean
-        if uncertainty and self.module_.feature_gaussian.fitted:
-            fns["feature_distance"] = feature_distances
         out = self._predict_many(fns, X)
-        p = out["proba"] if "proba" in out else (out["samples"].mean(0) if proba else None)
+        samples, feature_based = out.get("samples", (None, None))
+        p = out["proba"] if "proba" in out else (samples.mean(0) if proba else None)
         if not uncertainty:
             return p, None
-        scores = uncertainty_decomposition(out["samples"])
-        if "feature_distance" in out:
-            scores["feature_distance"] = out["feature_distance"]
-        return p, scores
+        return p, {**uncertainty_decomposition(samples), **feature_based}
 
     def predict_uncertainty(self, X: Any) -> dict[str, np.ndarray]:
         """Predictive uncertainty per input, and how unfamiliar the input is.
@@ -881,24 +885,29 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
         Returns
         -------
-        dict with 1-D arrays of shape (n_texts,):
-        ``total`` (entropy of the predictive), ``aleatoric`` (expected entropy
-        under the posterior) and ``epistemic`` (their difference, the mutual
-        information; >= 0), in nats; and ``feature_distance``, the Mahalanobis
-        distance of the input's pooled features from the nearest class of the
-        training data (:mod:`subspace_bayes.feature_distance`; one more forward
-        pass; absent for adapters saved without feature statistics).
-        ``pandas.DataFrame(result)`` gives a table.
+        dict with 1-D arrays of shape (n_texts,), ``pandas.DataFrame(result)`` gives a table:
+
+        - ``total`` (entropy of the predictive), ``aleatoric`` (expected entropy under the
+          posterior) and ``epistemic`` (their difference, the mutual information; >= 0), in nats;
+        - ``knn_distance``: the cosine distance from the input's pooled features to its
+          ``k``-th nearest training example (``k = 10``), and ``novelty``: the fraction of
+          familiar inputs (training examples, each left out of its own neighbours) that lie
+          nearer than it, in ``[0, 1]``. Flag an input as unfamiliar when ``novelty`` exceeds
+          a level you choose, e.g. 0.95 ("farther than 95% of familiar inputs");
+        - ``feature_distance``: the Mahalanobis distance of the features from the nearest class
+          of the training data (:mod:`subspace_bayes.feature_distance`).
+
+        The feature-based scores read the features of the same forward passes, averaged over
+        the draws (the linearised predictives take one more pass, at the posterior mean); they
+        are absent for adapters saved without the statistics (``partial_fit`` with
+        ``max_epochs=0`` computes them).
 
         Notes
         -----
-        Which score to act on, as measured in docs/benchmarks.md: abstain on
-        large ``total`` (for two classes it ranks inputs exactly as
-        ``1 - max predict_proba``); flag unfamiliar inputs by
-        ``feature_distance``, which beat MAP's ``1 - max p`` in 13 of 21
-        (in/out pair, seed) cells but not on news snippets against an
-        SST-2 model nor on most sets against an MRPC model. ``epistemic``
-        stayed near chance (OOD AUROC 0.38-0.71) and is not an OOD score here.
+        Which score to act on, as measured in docs/benchmarks.md (the OOD section): abstain
+        on large ``total`` (for two classes it ranks inputs exactly as ``1 - max
+        predict_proba``); flag unfamiliar inputs by ``novelty`` (the nearest-neighbour
+        distance's rank). ``epistemic`` stayed near chance as an OOD score.
         """
         return self._proba_and_scores(X, proba=False)[1]
 
@@ -907,10 +916,12 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
         ``min_c (phi(x) - m_c)^T S^{-1} (phi(x) - m_c)`` with ``phi`` the pooled
         backbone features at the posterior mean, ``m_c`` the class means and
-        ``S`` the shared within-class covariance of the training split, both
-        stored by :meth:`fit` (:mod:`subspace_bayes.feature_distance`). Costs one
-        forward pass (a MAP prediction). Larger = less like the training data;
-        the training inputs themselves average about the feature dimension ``H``.
+        ``S`` the shared within-class covariance of the training split, shrunk
+        towards a multiple of the identity (Ledoit-Wolf), both stored by
+        :meth:`fit` (:mod:`subspace_bayes.feature_distance`). Costs one forward
+        pass (a MAP prediction). Larger = less like the training data; the
+        training inputs themselves average at most the feature dimension ``H``
+        (exactly ``H`` without shrinkage), held-out familiar inputs somewhat more.
 
         Returns
         -------
@@ -928,7 +939,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
                 "This model has no feature statistics (an adapter saved by an earlier version): refit it, "
                 "or call partial_fit(X_train, y_train) with max_epochs=0 to compute them."
             )
-        return self._predict_with(feature_distances, X)
+        return self._predict_with(feature_scores, X)["feature_distance"]
 
 
 def load_adapter(path: str | os.PathLike, **kwargs: Any) -> BayesianSubspaceClassifier:

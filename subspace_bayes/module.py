@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .adapters import ProjectedLinear, collect_input_moments, dense_weight, inject_adapters, named_adapters
 from .backbones import DECODER_TYPES, default_pooling, pool
 from .draw_sharing import draw_independent_prefix, shared_across_draws
-from .feature_distance import FeatureGaussian
+from .feature_distance import FeatureGaussian, FeatureNeighbours
 from .options import Pooling, Precision
 from .posteriors import GaussianPosterior, make_posterior, structure_of_state
 from .projections import make_projection
@@ -24,6 +24,15 @@ AUTOCAST_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precisi
 
 #: How a Bayesian head's entries of ``theta`` map to the class rows ``[W | b]`` (see :func:`contrast_basis`).
 HEAD_CONTRASTS, HEAD_CLASSES = "contrasts", "classes"
+
+
+#: The submodules holding statistics of the training features (scores for unfamiliar inputs).
+FEATURE_STATISTICS = ("feature_gaussian", "feature_neighbours")
+
+
+def _pop_prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries of ``state`` under ``prefix``, with the prefix cut off."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def contrast_basis(n_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -153,6 +162,7 @@ class SubspaceClassifierModule(nn.Module):
             with torch.no_grad():  # start where a point-estimate head would: its initial [W | b], in contrasts
                 self.posterior.loc[self.n_core :] = self._head_to_theta(self._augmented_head())
         self.feature_gaussian = FeatureGaussian()  # the training features' class means and covariance (set by fit)
+        self.feature_neighbours = FeatureNeighbours()  # the training features as nearest neighbours (set by fit)
         #: Autocast precision of the backbone ("fp32", "bf16", "fp16"); theta, the posterior,
         #: the KL and the head stay in float32. A plain attribute: it may change between calls.
         self.precision = Precision(precision).value
@@ -229,11 +239,10 @@ class SubspaceClassifierModule(nn.Module):
         ValueError
             If the keys or shapes do not fit this module (another backbone or configuration).
         """
-        prefix = "feature_gaussian."
-        features = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        statistics = {name: _pop_prefixed(state, f"{name}.") for name in FEATURE_STATISTICS}
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(f"{n}." for n in FEATURE_STATISTICS))}
         self._match_head_basis(state)
-        expected = {k for k in self.adapter_state_dict() if not k.startswith(prefix)}
+        expected = {k for k in self.adapter_state_dict() if not k.startswith(tuple(FEATURE_STATISTICS))}
         if set(state) != expected:
             raise ValueError(
                 "The saved adapter does not fit this backbone/configuration: "
@@ -243,8 +252,9 @@ class SubspaceClassifierModule(nn.Module):
             self.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches
             raise ValueError(f"The saved adapter does not fit this backbone: {exc}") from None
-        if features:  # optional: adapters saved by earlier versions have none (no feature distance then)
-            self.feature_gaussian.set_statistics(features)
+        for name, stats in statistics.items():  # optional: adapters saved by earlier versions lack some or all
+            if stats:
+                getattr(self, name).set_statistics(stats)
 
     def _match_head_basis(self, state: dict[str, Tensor]) -> None:
         """Switch to the legacy ``"classes"`` head layout if ``state`` was saved with it (a longer ``theta``)."""
@@ -402,5 +412,6 @@ class SubspaceClassifierModule(nn.Module):
         state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
         for name, adapter in named_adapters(self.backbone):
             state.update({f"backbone.{name}.{k}": v for k, v in adapter.named_buffers(recurse=False)})
-        state.update({f"feature_gaussian.{k}": v for k, v in self.feature_gaussian.state_dict().items()})
+        for name in FEATURE_STATISTICS:  # (getattr: modules pickled before feature_neighbours existed)
+            state.update({f"{name}.{k}": v for k, v in getattr(self, name, nn.Module()).state_dict().items()})
         return state

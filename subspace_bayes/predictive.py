@@ -7,7 +7,7 @@ linearised (GLM) predictive with its logit-space noise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ __all__ = [
     "predictive_samples",
     "posterior_draws",
     "mc_probabilities",
+    "mc_probabilities_and_scores",
+    "predictive_samples_and_scores",
     "predictive_mean",
     "mean_prediction",
     "glm_probabilities",
@@ -123,17 +125,46 @@ def mc_probabilities(
     -------
     ndarray of shape (S, N, C), float64
     """
-    out = []
+    return mc_probabilities_and_scores(module, batches, theta, max_rows=max_rows)[0]
+
+
+@torch.no_grad()
+def mc_probabilities_and_scores(
+    module: torch.nn.Module,
+    batches: Iterable[dict[str, Tensor]],
+    theta: Tensor,
+    scorer: Callable[[torch.nn.Module, Tensor], dict[str, np.ndarray]] | None = None,
+    max_rows: int | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`mc_probabilities`, and ``scorer(module, phi_bar)`` of each batch from the same forward passes.
+
+    ``phi_bar(x) = (1/S) sum_s phi(x; theta_s)`` is the pooled feature averaged over the draws
+    (for a point estimate, the feature at the mean): the scores for unfamiliar inputs read it,
+    so they cost no pass of their own.
+
+    Returns
+    -------
+    probs : ndarray of shape (S, N, C), float64
+    scores : dict of ndarray of shape (N,) (empty without ``scorer``)
+    """
+    probs, scores = [], []
     for batch in batches:
         n = batch["input_ids"].shape[0]
         rows = max_rows or FOLD_ROWS.get(batch["input_ids"].device.type, FOLD_ROWS["cuda"])
         step = max(1, rows // max(n, 1))
-        parts = [
-            torch.softmax(module(**batch, theta=theta[i : i + step]).double(), dim=-1).cpu()
-            for i in range(0, theta.shape[0], step)
-        ]
-        out.append(torch.cat(parts, dim=0))
-    return torch.cat(out, dim=1).numpy()
+        parts, feature_sum = [], 0.0
+        for i in range(0, theta.shape[0], step):
+            draws = theta[i : i + step]
+            feats = module.features(draws, **batch)
+            logits = module.head_logits(feats, draws).reshape(draws.shape[0], n, -1)
+            parts.append(torch.softmax(logits.double(), dim=-1).cpu())
+            if scorer is not None:
+                feature_sum = feature_sum + feats.float().reshape(draws.shape[0], n, -1).sum(0)
+        probs.append(torch.cat(parts, dim=0))
+        if scorer is not None:
+            scores.append(scorer(module, feature_sum / theta.shape[0]))
+    joined = {key: np.concatenate([s[key] for s in scores]) for key in (scores[0] if scores else {})}
+    return torch.cat(probs, dim=1).numpy(), joined
 
 
 def linearised_sample_probs(mean_logits: Tensor, logit_cov: Tensor, eps: Tensor) -> Tensor:
@@ -313,6 +344,37 @@ def predictive_samples(
     else:
         probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator))
     return _in_callers_order(probs, order, axis=1)
+
+
+def predictive_samples_and_scores(
+    module: torch.nn.Module,
+    batches: Iterable[dict[str, Tensor]],
+    posterior: GaussianPosterior,
+    *,
+    scorer: Callable[[torch.nn.Module, Tensor], dict[str, np.ndarray]],
+    predictive: str,
+    n_samples: int,
+    generator: torch.Generator,
+    order: np.ndarray,
+    n_classes: int,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`predictive_samples` and ``scorer`` of the pooled features, rows in the caller's order.
+
+    With MC draws (and for a point estimate) the scores read the features of the same forward
+    passes, averaged over the draws (:func:`mc_probabilities_and_scores`). The linearised
+    predictives never form per-draw features, so ``scorer`` then reads those at the posterior
+    mean, from one more forward pass.
+    """
+    kwargs = dict(predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes)
+    if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
+        batches, theta = list(batches), posterior.mean.detach()[None]
+        scores = mc_probabilities_and_scores(module, batches, theta, scorer)[1]
+        probs = predictive_samples(module, batches, posterior, **kwargs)
+    else:
+        draws = posterior_draws(posterior, n_samples, generator)
+        probs, scores = mc_probabilities_and_scores(module, batches, draws, scorer)
+        probs = _in_callers_order(probs, order, axis=1)
+    return probs, {key: _in_callers_order(v, order, axis=0) for key, v in scores.items()}
 
 
 def predictive_mean(

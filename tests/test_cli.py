@@ -40,7 +40,8 @@ def test_predict_writes_labels_probabilities_and_uncertainty(saved, model, toy_d
     assert code == 0
     table = pd.read_csv(out)
     assert list(table.columns) == [
-        "text", "label", "proba_neg", "proba_pos", "total", "aleatoric", "epistemic", "feature_distance"
+        "text", "label", "proba_neg", "proba_pos", "total", "aleatoric", "epistemic",
+        "novelty", "knn_distance", "feature_distance",
     ]  # fmt: skip
     labels, proba, unc = clf.predict(toy_data[0][:20], return_proba=True, return_uncertainty=True)
     assert table["label"].tolist() == labels.tolist()

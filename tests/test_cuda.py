@@ -46,7 +46,13 @@ def test_fitted_on_cuda_predicts_as_on_the_cpu(name, tiny_bert_dir, toy_data, to
     u = clf.predict_uncertainty(X)
     for key, value in u.items():
         assert value.shape == (len(X),) and np.isfinite(value).all(), key
-    np.testing.assert_allclose(cpu.predict_feature_distance(X), u["feature_distance"], rtol=1e-3)
+    np.testing.assert_allclose(cpu.predict_feature_distance(X), clf.predict_feature_distance(X), rtol=1e-3)
+    u_cpu = cpu.set_params(predictive="mc").predict_uncertainty(X)
+    clf.set_params(predictive="mc")
+    u = clf.predict_uncertainty(X)  # the same draws on both devices: the same feature scores
+    for key in ("knn_distance", "feature_distance"):
+        np.testing.assert_allclose(u_cpu[key], u[key], rtol=1e-3, atol=1e-5, err_msg=key)
+    assert np.mean(np.abs(u_cpu["novelty"] - u["novelty"])) < 0.02
     lam = clf.posterior_spectrum()
     assert np.isfinite(lam).all() and np.all(np.diff(lam) <= 1e-12)
 

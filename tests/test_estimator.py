@@ -64,7 +64,7 @@ class TestFitPredict:
     def test_uncertainty_decomposition(self, fitted, toy_test):
         u = fitted.predict_uncertainty(toy_test[0])
         df = pd.DataFrame(u)
-        assert list(df.columns) == ["total", "aleatoric", "epistemic", "feature_distance"]
+        assert list(df.columns) == ["total", "aleatoric", "epistemic", "novelty", "knn_distance", "feature_distance"]
         assert len(df) == len(toy_test[0])
         assert np.all(u["epistemic"] >= 0) and u["epistemic"].max() > 0
         np.testing.assert_allclose(u["total"], u["aleatoric"] + u["epistemic"], atol=1e-12)

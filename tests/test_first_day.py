@@ -267,7 +267,7 @@ def test_predict_returns_labels_probabilities_and_uncertainty_from_one_pass(fitt
     assert sum(calls) == len(X)  # every text tokenised once for all three
     np.testing.assert_array_equal(labels, fitted.classes_[proba.argmax(1)])
     np.testing.assert_allclose(p, proba, atol=1e-12)
-    assert set(u) == set(unc) == {"total", "aleatoric", "epistemic", "feature_distance"}
+    assert set(u) == set(unc) == {"total", "aleatoric", "epistemic", "novelty", "knn_distance", "feature_distance"}
     for key in unc:
         np.testing.assert_allclose(u[key], unc[key], atol=1e-9)
     only_p = fitted.predict(X, return_proba=True)

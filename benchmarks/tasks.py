@@ -1,0 +1,125 @@
+"""The evidence harness's tasks: text classification tasks MiniLM learns, each with three disjoint splits.
+
+- ``train``: a pool the training budget is drawn from, with the seed (so seeds differ in their data);
+- ``dev``: every choice (defaults, thresholds, ``k``, temperatures) is made here;
+- ``test``: reported only, after the choices; never used for one.
+
+dev and test are fixed (the same examples for every seed), so differences between methods pair up
+by seed and by example. Where a source has no official split, one is made once with
+``numpy.random.RandomState(SPLIT_SEED)`` and recorded here. Data: ``../shared/data`` (ASSETS.md);
+``tasks_available()`` says which tasks can be built on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+#: The seed of the one-off splits of sources without an official one.
+SPLIT_SEED = 20261130
+
+
+@dataclass
+class Task:
+    """Texts and labels of one task's three splits (``pool`` is the training pool)."""
+
+    name: str
+    domain: str
+    pool: tuple[list[str], np.ndarray]
+    dev: tuple[list[str], np.ndarray]
+    test: tuple[list[str], np.ndarray]
+    #: Draw the training budget per class (CLINC150's few-shot protocol) rather than from the whole pool.
+    per_class: bool = False
+
+    def train(self, n: int, seed: int) -> tuple[list[str], np.ndarray]:
+        """``n`` training examples drawn with ``seed`` from the pool (``n`` per class if ``per_class``)."""
+        X, y = self.pool
+        rng = np.random.RandomState(seed)
+        if self.per_class:
+            idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n] for c in np.unique(y)])
+            idx = rng.permutation(idx)
+        else:
+            idx = rng.permutation(len(X))[:n]
+        return [X[i] for i in idx], y[idx]
+
+
+def _read(path: Path, header: bool = True) -> tuple[list[str], np.ndarray]:
+    import pandas as pd
+
+    kw = {} if header else {"header": None, "names": ["text", "label"]}
+    df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig", keep_default_na=False, **kw)
+    text = "sentence" if "sentence" in df else "text"
+    return df[text].astype(str).tolist(), df["label"].to_numpy()
+
+
+def _split(X, y, sizes: tuple[int, int]) -> tuple[tuple, tuple, tuple]:
+    """(pool, dev, test) of a source without an official split: ``sizes`` = (dev, test), the rest is the pool."""
+    idx = np.random.RandomState(SPLIT_SEED).permutation(len(X))
+    n_dev, n_test = sizes
+    part = lambda ids: ([X[i] for i in ids], np.asarray(y)[ids])
+    return part(idx[n_dev + n_test :]), part(idx[:n_dev]), part(idx[n_dev : n_dev + n_test])
+
+
+def _sst2() -> Task:
+    # pool: rows 0-2,999 of the bundled 4,000-phrase sample; dev: rows 3,000-3,499; test: GLUE validation
+    from subspace_bayes.datasets import load_sst2
+
+    X, y = load_sst2("train")
+    test = load_sst2("validation")
+    return Task("sst2", "movie reviews", (X[:3000], y[:3000]), (X[3000:3500], y[3000:3500]), (test[0], test[1]))
+
+
+def _agnews() -> Task:
+    X, y = _read(DATA / "agnews" / "test.tsv", header=False)
+    return Task("agnews", "news", *_split(X, y, (500, 1000)))
+
+
+def _trec() -> Task:
+    X, y = _read(DATA / "trec" / "train.tsv")
+    test = _read(DATA / "trec" / "test.tsv")
+    pool, dev, _ = _split(X, y, (500, 0))
+    return Task("trec", "questions", pool, dev, test)
+
+
+def _subj() -> Task:
+    return Task("subj", "movie reviews and plots", *_split(*_read(DATA / "subj" / "all.tsv"), (500, 1000)))
+
+
+def _cr() -> Task:
+    return Task("cr", "product reviews", *_split(*_read(DATA / "cr" / "all.tsv"), (500, 1000)))
+
+
+def _clinc150() -> Task:
+    d = DATA / "clinc150"
+    pool, dev, test = _read(d / "train.tsv"), _read(d / "val.tsv"), _read(d / "test.tsv")
+    return Task("clinc150", "assistant queries", pool, dev, test, per_class=True)
+
+
+BUILDERS = {"sst2": _sst2, "agnews": _agnews, "trec": _trec, "subj": _subj, "cr": _cr, "clinc150": _clinc150}
+FILES = {"agnews": "agnews", "trec": "trec", "subj": "subj", "cr": "cr", "clinc150": "clinc150", "sst2": None}
+
+
+def load(name: str) -> Task:
+    if name not in BUILDERS:
+        raise ValueError(f"Unknown task {name!r}; choose from {sorted(BUILDERS)}.")
+    return BUILDERS[name]()
+
+
+def clinc_out_of_scope(split: str) -> list[str]:
+    """CLINC150's out-of-scope queries of ``split`` ("val" or "test")."""
+    return _read(DATA / "clinc150" / f"oos_{split}.tsv")[0]
+
+
+def tasks_available() -> list[str]:
+    return [t for t, folder in FILES.items() if folder is None or (DATA / folder).exists()]
+
+
+def sample(texts: list[str], n: int, seed: int = SPLIT_SEED) -> list[str]:
+    """A fixed subset of ``n`` texts (all of them when there are fewer)."""
+    idx = np.random.RandomState(seed).permutation(len(texts))[:n]
+    return [texts[i] for i in sorted(idx)]
