@@ -305,6 +305,38 @@ def spectrum_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: Factors of the off-bulk count in :func:`off_bulk_sides_table`.
+BULK_FACTORS = (1.1, 1.5, 2.0, 5.0, 10.0)
+
+
+def off_bulk_sides_table(results: dict) -> str:
+    """Laplace (rank 8): how many eigenvalues lie more than f x above / below the median, for several f.
+
+    A Laplace covariance ``(G + delta I)^{-1}`` with a GGN ``G`` of rank <= N (C - 1) keeps the prior's
+    ``1/delta`` where the data say nothing and can only *shrink* the variance elsewhere: a low-rank update
+    of the precision. The "above" counts and the largest eigenvalue over the median show it.
+    """
+    head = " | ".join(f"f = {f:g}: below / above" for f in BULK_FACTORS)
+    lines = [
+        f"| task | projection | seeds | largest / median | {head} |",
+        "|---|---|---|---|" + "---|" * len(BULK_FACTORS),
+    ]
+    for (task, projection, rank, method), recs in _group(results, "projections").items():
+        spectra = [np.asarray(r["spectrum"], dtype=np.float64) for r in recs if "spectrum" in r]
+        if rank != "8" or method != "laplace" or not spectra:
+            continue
+        ratio = max(float(lam.max() / np.median(lam)) for lam in spectra)
+        cells = []
+        for f in BULK_FACTORS:
+            below = np.mean([np.sum(lam < np.median(lam) / f) for lam in spectra])
+            above = np.mean([np.sum(lam > np.median(lam) * f) for lam in spectra])
+            cells.append(f"{below:.0f} / {above:.0f}")
+        lines.append(
+            f"| {task} | {projection} | {len(spectra)} | {ratio:.4f} (max over seeds) | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
 def _spectrum_row(task: str, posterior: str, projection: str, recs: list) -> str:
     mean = lambda m: np.mean([r[m] for r in recs])
     bulk = [off_bulk(r["spectrum"]) if "spectrum" in r else r.get("off_bulk") for r in recs]
@@ -393,7 +425,15 @@ def write_page(path: Path, results: dict, protocols: dict) -> None:
     )
     has_figure = figure(results, path.parent / FIGURE)
     image = f"![Posterior spectra]({FIGURE})\n\n" if has_figure else ""
-    write_block(path, f"{SPEC_START}\n{image}{spectrum_table(results)}\n{SPEC_END}", SPEC_START, SPEC_END)
+    write_block(path, spectrum_block(results, image), SPEC_START, SPEC_END)
+
+
+def spectrum_block(results: dict, image: str) -> str:
+    return (
+        f"{SPEC_START}\n{image}{spectrum_table(results)}\n\n"
+        "Laplace, rank 8: eigenvalues more than f× below / above the median (mean over seeds), for several f.\n\n"
+        f"{off_bulk_sides_table(results)}\n{SPEC_END}"
+    )
 
 
 def load(path: Path) -> tuple[dict, dict]:

@@ -222,6 +222,27 @@ def metrics(y, samples, ood_samples: dict) -> dict:
     }
 
 
+#: The one MAP (Laplace) training run of a seed, shared by the MAP, temperature, dropout, Laplace and ensemble rows.
+MAP_RUN = "the MAP run"
+
+
+class FeatureAUROCs:
+    """OOD AUROC of ``predict_feature_distance`` per fitted model, keyed by the model's *name*.
+
+    Not by ``id(clf)``: CPython reuses the id of a freed model, which once gave SWAG the numbers of
+    the VI model fitted before it (issue 25).
+    """
+
+    def __init__(self, X_test, ood: dict):
+        self.X_test, self.ood, self.values = X_test, ood, {}
+
+    def of(self, model: str, clf) -> dict:
+        if model not in self.values:
+            d_test = clf.predict_feature_distance(self.X_test)
+            self.values[model] = {k: ood_auroc(d_test, clf.predict_feature_distance(v)) for k, v in self.ood.items()}
+        return self.values[model]
+
+
 def run_seed(task, glue_dir, seed, args):
     X, y, X_cal, y_cal, X_test, y_test = load_task(task, glue_dir, args.n_train, seed)
     X_test, y_test = by_length(*cap(X_test, y_test, args.n_test, seed))
@@ -231,37 +252,37 @@ def run_seed(task, glue_dir, seed, args):
     common.update(PINNED)  # the rows name what they change from these, whatever the estimator's defaults
     out, seconds = {}, {}
 
-    distances: dict = {}  # OOD AUROC of predict_feature_distance, per model (rows sharing a model share it)
+    distances = FeatureAUROCs(X_test, ood)
 
-    def record(name, clf, predict, t):
-        """``predict(X) -> (S, n, C)`` on the test set and every OOD set; the model's feature distance too."""
+    def record(name, clf, predict, t, model=None):
+        """``predict(X) -> (S, n, C)`` on the test set and every OOD set; the model's feature distance too.
+
+        ``model`` names the fitted model when several rows share one (default: the row's own name).
+        """
         y_enc = np.searchsorted(clf.classes_, y_test)
         out[name] = metrics(y_enc, predict(X_test), {k: predict(v) for k, v in ood.items()})
-        if id(clf) not in distances:
-            d_test = clf.predict_feature_distance(X_test)
-            distances[id(clf)] = {k: ood_auroc(d_test, clf.predict_feature_distance(v)) for k, v in ood.items()}
-        for pair, value in distances[id(clf)].items():
+        for pair, value in distances.of(model or name, clf).items():
             out[name]["ood"][pair][FEATURE_SCORE] = value
         seconds[name] = t
 
     t0 = time.perf_counter()
     lap = BayesianSubspaceClassifier(posterior="laplace", **common).fit(X, y)
     t_lap = time.perf_counter() - t0
-    record("MAP (LoRA-XS)", lap, lambda Z: at_mean(lap, Z), t_lap)
+    record("MAP (LoRA-XS)", lap, lambda Z: at_mean(lap, Z), t_lap, model=MAP_RUN)
     # the non-Bayesian reference: the MAP model's own feature distance, which record() just measured
     out[REFERENCE_ROW] = {"ood": {k: {"mahalanobis": v[FEATURE_SCORE]} for k, v in out["MAP (LoRA-XS)"]["ood"].items()}}
     point = lap.module_.posterior  # MAP + temperature and MC dropout need the point estimate
     lap.module_.posterior = PointMass.from_mean(point.mean.detach())
     cal = CalibratedClassifierCV(FrozenEstimator(lap), method="temperature").fit(X_cal, y_cal)
-    record("MAP + temperature", lap, lambda Z: cal.predict_proba(Z)[None], t_lap)
-    record("MC dropout (p=0.1)", lap, lambda Z: mc_dropout(lap, Z, S=S), t_lap)
+    record("MAP + temperature", lap, lambda Z: cal.predict_proba(Z)[None], t_lap, model=MAP_RUN)
+    record("MC dropout (p=0.1)", lap, lambda Z: mc_dropout(lap, Z, S=S), t_lap, model=MAP_RUN)
     lap.module_.posterior = point
     for structure in LAPLACE_STRUCTURES:
         if structure != "full":
             lap.module_.posterior = laplace_variant(lap, X, y, structure).to(lap.device_)
         for predictive in ("mc", "glm"):
             lap.set_params(predictive=predictive)
-            record(f"Laplace {structure}, {predictive.upper()}", lap, lap.predict_sample_proba, t_lap)
+            record(f"Laplace {structure}, {predictive.upper()}", lap, lap.predict_sample_proba, t_lap, model=MAP_RUN)
 
     lap.module_.posterior, models, t_ens = PointMass.from_mean(point.mean.detach()), [lap], t_lap
     for k in (1, 2):
@@ -269,7 +290,13 @@ def run_seed(task, glue_dir, seed, args):
         member = BayesianSubspaceClassifier(posterior="map", **{**common, "random_state": 1000 * k + seed})
         models.append(member.fit(X, y))
         t_ens += time.perf_counter() - t0
-    record("Deep ensemble (3 MAP)", lap, lambda Z: np.concatenate([m.predict_sample_proba(Z) for m in models]), t_ens)
+    record(
+        "Deep ensemble (3 MAP)",
+        lap,
+        lambda Z: np.concatenate([m.predict_sample_proba(Z) for m in models]),
+        t_ens,
+        model=MAP_RUN,
+    )
 
     for name, kw in VI_ROWS:
         t0 = time.perf_counter()

@@ -123,3 +123,41 @@ def sample(texts: list[str], n: int, seed: int = SPLIT_SEED) -> list[str]:
     """A fixed subset of ``n`` texts (all of them when there are fewer)."""
     idx = np.random.RandomState(seed).permutation(len(texts))[:n]
     return [texts[i] for i in sorted(idx)]
+
+
+# -- resumable cells: one JSON file per (task, seed), safe for several processes -------------------------
+
+
+def cell_path(results: Path, task: str, seed: int) -> Path:
+    return results / f"{task}--seed{seed}.json"
+
+
+def load_cells(results: Path, task_names, seeds) -> dict:
+    """``(task, seed) -> cell`` of every stored cell among ``task_names`` x ``seeds``."""
+    import json
+
+    paths = {(t, s): cell_path(results, t, s) for t in task_names for s in seeds}
+    return {key: json.loads(p.read_text()) for key, p in paths.items() if p.exists()}
+
+
+def run_cells(results: Path, keys: list[tuple[str, int]], run, worker: str = "0/1") -> None:
+    """Run ``run(task, seed) -> dict`` for this worker's share (``"i/n"``) of the ``keys`` not stored yet.
+
+    Each cell is written atomically (a temporary file, then a rename) and skipped if another process
+    stored it in the meantime, so workers may be started at any time.
+    """
+    import json
+    import os
+
+    results.mkdir(parents=True, exist_ok=True)
+    i, n = (int(v) for v in worker.split("/"))
+    todo = [key for key in keys if not cell_path(results, *key).exists()]
+    for task, seed in todo[i::n]:
+        path = cell_path(results, task, seed)
+        if path.exists():
+            continue
+        cell = run(task, seed)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cell, indent=1) + "\n")
+        os.replace(tmp, path)
+        print(task, seed, flush=True)

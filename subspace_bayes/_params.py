@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._validation import Custom, Interval, Options, is_device, is_path, is_random_state, is_str_or_str_list, one_of
 from .backbones import is_model_object
-from .options import Covariance, Head, LaplaceStructure, Pooling, Posterior, Precision, Predictive
+from .options import Covariance, Draws, Head, LaplaceStructure, Pooling, Posterior, Precision, Predictive
 from .projections import parse_projection
 
 __all__ = ["PARAMETER_CONSTRAINTS", "DEFAULT_MAX_LENGTH"]
@@ -50,6 +50,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "prior_precision": [Options(("auto",)), Interval("real", 0, None, closed="neither")],
     "predictive": [one_of(Predictive)],
     "n_samples": [Interval("int", 1, None)],
+    "draws": [one_of(Draws)],
     "n_train_samples": [Interval("int", 1, None)],
     "pooling": [one_of(Pooling)],
     "max_length": [Interval("int", 2, None)],

@@ -60,12 +60,13 @@ METHOD_LABELS = {
 }
 
 
-#: The score of the features rather than the predictive: ``predict_feature_distance``.
-FEATURE_SCORE = "feature_distance"
+#: The scores of the features rather than the predictive (``predict_uncertainty``'s).
+FEATURE_SCORES = ("novelty", "feature_distance")
 
 
-def _with_feature_distance(clf, X, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {**scores, FEATURE_SCORE: clf.predict_feature_distance(X)}
+def _with_feature_scores(clf, X, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    features = clf.predict_uncertainty(X)
+    return {**scores, **{k: features[k] for k in FEATURE_SCORES}}
 
 
 def _row(name, y, proba, scores_in, scores_out, fit_s, predict_s) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def _row(name, y, proba, scores_in, scores_out, fit_s, predict_s) -> dict[str, A
         "brier": brier_score(y, proba),
         "aurc": aurc(y, proba),
         "accuracy_at_90": accuracy_at_coverage(y, proba, 0.9),
-        **{f"ood_auroc_{k}": ood_auroc(scores_in[k], scores_out[k]) for k in (*UNCERTAINTY_SCORES, FEATURE_SCORE)},
+        **{f"ood_auroc_{k}": ood_auroc(scores_in[k], scores_out[k]) for k in (*UNCERTAINTY_SCORES, *FEATURE_SCORES)},
         "fit_seconds": fit_s,
         "predict_seconds": predict_s,
     }
@@ -134,7 +135,8 @@ def _run_method(key: str, data: _DemoData, common: dict[str, Any], fitted: dict[
         predict_s = time.perf_counter() - t0
         u_val, u_ood = uncertainty_scores(p_val[None]), uncertainty_scores(p_ood[None])
         # temperature scaling leaves the features alone: the MAP model's distances
-        u_val[FEATURE_SCORE], u_ood[FEATURE_SCORE] = fitted["map_distances"]
+        for key in FEATURE_SCORES:
+            u_val[key], u_ood[key] = fitted["map_distances"][key]
         return p_val, u_val, u_ood, fit_s, predict_s
     clf = BayesianSubspaceClassifier(posterior=key, **common)
     t0 = time.perf_counter()
@@ -151,9 +153,9 @@ def _run_method(key: str, data: _DemoData, common: dict[str, Any], fitted: dict[
         p_val = s_val.mean(0)
         predict_s = time.perf_counter() - t0
     s_ood = clf.predict_sample_proba(data.X_ood)
-    u_val = _with_feature_distance(clf, data.X_val, uncertainty_scores(s_val))
-    u_ood = _with_feature_distance(clf, data.X_ood, uncertainty_scores(s_ood))
-    fitted[f"{key}_distances"] = u_val[FEATURE_SCORE], u_ood[FEATURE_SCORE]
+    u_val = _with_feature_scores(clf, data.X_val, uncertainty_scores(s_val))
+    u_ood = _with_feature_scores(clf, data.X_ood, uncertainty_scores(s_ood))
+    fitted[f"{key}_distances"] = {k: (u_val[k], u_ood[k]) for k in FEATURE_SCORES}
     return p_val, u_val, u_ood, fit_s, predict_s
 
 
@@ -165,7 +167,7 @@ def _write_outputs(out: Path, rows: list[dict], meta: dict, y_val: np.ndarray, p
     plot_reliability(y_val, probas).savefig(out / "reliability.png", dpi=120)
     bayes = [k for k in uncertainties if "VI" in k] or list(uncertainties)
     u_in, u_out = uncertainties[bayes[0]]  # uncertainty_scores of the validation and OOD texts
-    keys = ("total", "epistemic", FEATURE_SCORE)
+    keys = ("total", "epistemic", *FEATURE_SCORES)
     fig = plot_uncertainty_histograms({k: u_in[k] for k in keys}, {k: u_out[k] for k in keys})
     fig.suptitle(f"{bayes[0]}: SST-2 validation vs AG News", fontsize=9)
     fig.savefig(out / "uncertainty.png", dpi=120)
@@ -228,6 +230,7 @@ _COLUMNS = [
     ("ood_auroc_total", "OOD AUROC (total)", "{:.3f}"),
     ("ood_auroc_epistemic", "OOD AUROC (epistemic)", "{:.3f}"),
     ("ood_auroc_logit_variance", "OOD AUROC (logit var.)", "{:.3f}"),
+    ("ood_auroc_novelty", "OOD AUROC (novelty)", "{:.3f}"),
     ("ood_auroc_feature_distance", "OOD AUROC (feature dist.)", "{:.3f}"),
     ("fit_seconds", "fit s", "{:.0f}"),
     ("predict_seconds", "predict s", "{:.0f}"),
@@ -255,7 +258,8 @@ def _markdown(rows, meta) -> str:
         f"{cfg['max_epochs']} epochs, {cfg['n_samples']} posterior samples; metrics on {meta['n_validation']} "
         f"SST-2 validation sentences; OOD AUROC against {meta['n_ood']} AG News snippets, per uncertainty "
         "score (1 − max probability, total entropy, epistemic = mutual information, variance of the logits "
-        "over draws, and the feature distance of `predict_feature_distance`). AURC: area under the "
+        "over draws, and `predict_uncertainty`'s novelty (nearest training neighbours) and feature distance "
+        "(Mahalanobis)). AURC: area under the "
         "risk–coverage curve when abstaining by 1 − max probability "
         "(lower is better); acc @ 90%: accuracy on the 90% most confident sentences. "
         "predict s: the posterior draws on the validation sentences, whose mean is `predict_proba` (the "

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Posterior", "Covariance", "LaplaceStructure", "Predictive", "Head", "Pooling", "Precision", "values"]
+__all__ = [
+    "Posterior",
+    "Covariance",
+    "LaplaceStructure",
+    "Predictive",
+    "Draws",
+    "Head",
+    "Pooling",
+    "Precision",
+    "values",
+]
 
 
 class Posterior(str, Enum):
@@ -57,6 +67,17 @@ class Predictive(str, Enum):
     GLM = "glm"
     #: The GLM predictive's mean in closed form (pairwise probit approximation, no sampling).
     PROBIT = "probit"
+
+
+class Draws(str, Enum):
+    """How the ``S`` standard-normal vectors behind a prediction's draws are chosen (``draws=``)."""
+
+    #: Independent draws: plain Monte Carlo.
+    INDEPENDENT = "independent"
+    #: Pairs ``eps, -eps``: every odd-order term of ``p(theta)`` around the mean cancels within a pair.
+    ANTITHETIC = "antithetic"
+    #: Scrambled Sobol points mapped through the normal inverse CDF (quasi-Monte Carlo).
+    SOBOL = "sobol"
 
 
 class Head(str, Enum):

@@ -72,8 +72,12 @@ def plot_reliability(
     return _tidy(fig)
 
 
-#: Axis labels of the scores that are not entropies (``predict_uncertainty``'s feature distance).
-_UNITS = {"feature_distance": "squared Mahalanobis distance"}
+#: Axis labels of the scores that are not entropies (``predict_uncertainty``'s feature scores).
+_UNITS = {
+    "feature_distance": "squared Mahalanobis distance",
+    "knn_distance": "cosine distance to the k-th nearest training example",
+    "novelty": "fraction of familiar inputs nearer",
+}
 
 
 def plot_uncertainty_histograms(

@@ -154,7 +154,16 @@ class GaussianPosterior(nn.Module):
         """
         gen_device = generator.device if generator is not None else self.loc.device
         eps = torch.randn(n, self._noise_dim(), generator=generator, device=gen_device, dtype=self.loc.dtype)
-        return self.loc + self._colour(eps.to(self.loc.device))
+        return self.from_noise(eps)
+
+    @property
+    def noise_dim(self) -> int:
+        """Length of the standard-normal vector behind one draw (``D``, plus ``k`` for a low-rank factor)."""
+        return self._noise_dim()
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        """Draws ``theta = mu + Sigma^{1/2} eps`` for given standard noise ``eps`` of shape ``(S, noise_dim)``."""
+        return self.loc + self._colour(eps.to(self.loc.device, self.loc.dtype))
 
     def variance(self) -> Tensor:
         """Marginal variances ``diag(Sigma)``, shape ``(D,)``."""

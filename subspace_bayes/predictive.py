@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .options import Predictive
+from .options import Draws, Predictive
 from .posteriors import GaussianPosterior, PointMass
 
 __all__ = [
     "predictive_samples",
     "posterior_draws",
+    "standard_normal_draws",
     "mc_probabilities",
     "mc_probabilities_and_scores",
     "predictive_samples_and_scores",
@@ -283,12 +284,46 @@ def probit_probabilities(mean_logits: Tensor, logit_cov: Tensor) -> Tensor:
     return p / p.sum(1, keepdim=True)
 
 
+def standard_normal_draws(
+    n: int, dim: int, *, draws: str = "independent", generator: torch.Generator, dtype=torch.float32
+) -> Tensor:
+    """``n`` standard-normal vectors of length ``dim`` (shape ``(n, dim)``), chosen by ``draws``.
+
+    - ``"independent"``: i.i.d. ``N(0, I)`` (plain Monte Carlo);
+    - ``"antithetic"``: pairs ``(eps_j, -eps_j)`` with ``eps_j`` i.i.d. (an odd ``n`` ends with one
+      unpaired draw). Averaged over a pair, ``f(mu + L eps) + f(mu - L eps)`` keeps only the even
+      orders of ``f``'s expansion around the mean, so a smooth predictive needs fewer draws;
+    - ``"sobol"``: a scrambled Sobol sequence ``u_i`` (Owen scrambling seeded from ``generator``),
+      mapped through the normal inverse CDF, ``eps_i = Phi^{-1}(u_i)``: quasi-Monte Carlo, whose
+      points cover the space more evenly than independent ones.
+
+    All randomness comes from ``generator``: the same state gives the same vectors.
+    """
+    scheme = Draws(draws)
+    if scheme is Draws.SOBOL:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
+        u = engine.draw(n, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+        return torch.special.ndtri(u).to(dtype)
+    half = (n + 1) // 2 if scheme is Draws.ANTITHETIC else n
+    eps = torch.randn(half, dim, generator=generator, device=generator.device, dtype=dtype)
+    if scheme is Draws.ANTITHETIC:
+        eps = torch.stack([eps, -eps], dim=1).reshape(2 * half, dim)[:n]
+    return eps
+
+
 @torch.no_grad()
-def posterior_draws(posterior: GaussianPosterior, n_samples: int, generator: torch.Generator) -> Tensor:
-    """The draws of ``theta`` for one prediction call, shape ``(S, D)``; ``S = 1`` for a point estimate."""
+def posterior_draws(
+    posterior: GaussianPosterior, n_samples: int, generator: torch.Generator, draws: str = "independent"
+) -> Tensor:
+    """The draws of ``theta`` for one prediction call, shape ``(S, D)``; ``S = 1`` for a point estimate.
+
+    ``draws`` chooses the standard noise behind them (:func:`standard_normal_draws`).
+    """
     if isinstance(posterior, PointMass):
         return posterior.mean.detach()[None]
-    return posterior.rsample(n_samples, generator=generator)
+    eps = standard_normal_draws(n_samples, posterior.noise_dim, draws=draws, generator=generator)
+    return posterior.from_noise(eps)
 
 
 def _in_callers_order(probs: np.ndarray, order: np.ndarray, axis: int) -> np.ndarray:
@@ -310,6 +345,7 @@ def predictive_samples(
     generator: torch.Generator,
     order: np.ndarray,
     n_classes: int,
+    draws: str = "independent",
 ) -> np.ndarray:
     """Per-draw class probabilities ``(S, N, C)`` for inputs fed in the order ``order``, in the caller's order.
 
@@ -333,16 +369,19 @@ def predictive_samples(
     order : ndarray of shape (N,)
         The caller's index of each fed input.
     n_classes : int
+    draws : {"independent", "antithetic", "sobol"}, default="independent"
+        The standard noise behind the draws (:func:`standard_normal_draws`).
 
     Returns
     -------
     ndarray of shape (S, N, C), float64, rows in the caller's order.
     """
     if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
-        eps = torch.randn(n_samples, 1, n_classes, generator=generator, dtype=torch.float64)
+        eps = standard_normal_draws(n_samples, n_classes, draws=draws, generator=generator, dtype=torch.float64)
+        eps = eps[:, None]
         probs = glm_probabilities(module, batches, posterior, eps.expand(-1, len(order), -1))
     else:
-        probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator))
+        probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator, draws))
     return _in_callers_order(probs, order, axis=1)
 
 
@@ -357,6 +396,7 @@ def predictive_samples_and_scores(
     generator: torch.Generator,
     order: np.ndarray,
     n_classes: int,
+    draws: str = "independent",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`predictive_samples` and ``scorer`` of the pooled features, rows in the caller's order.
 
@@ -365,14 +405,16 @@ def predictive_samples_and_scores(
     predictives never form per-draw features, so ``scorer`` then reads those at the posterior
     mean, from one more forward pass.
     """
-    kwargs = dict(predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes)
+    kwargs = dict(
+        predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes, draws=draws
+    )
     if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
         batches, theta = list(batches), posterior.mean.detach()[None]
         scores = mc_probabilities_and_scores(module, batches, theta, scorer)[1]
         probs = predictive_samples(module, batches, posterior, **kwargs)
     else:
-        draws = posterior_draws(posterior, n_samples, generator)
-        probs, scores = mc_probabilities_and_scores(module, batches, draws, scorer)
+        theta = posterior_draws(posterior, n_samples, generator, draws)
+        probs, scores = mc_probabilities_and_scores(module, batches, theta, scorer)
         probs = _in_callers_order(probs, order, axis=1)
     return probs, {key: _in_callers_order(v, order, axis=0) for key, v in scores.items()}
 
@@ -387,6 +429,7 @@ def predictive_mean(
     generator: torch.Generator,
     order: np.ndarray,
     n_classes: int,
+    draws: str = "independent",
 ) -> np.ndarray:
     """The predictive probabilities ``p(y | x)``, shape ``(N, C)``, rows in the caller's order.
 
@@ -397,7 +440,9 @@ def predictive_mean(
     if Predictive(predictive) is Predictive.PROBIT and not isinstance(posterior, PointMass):
         probs = probit_probabilities(*linearised_moments(module, batches, posterior)).numpy()
         return _in_callers_order(probs, order, axis=0)
-    kwargs = dict(predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes)
+    kwargs = dict(
+        predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes, draws=draws
+    )
     return predictive_samples(module, batches, posterior, **kwargs).mean(0)
 
 

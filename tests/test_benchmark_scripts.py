@@ -188,7 +188,9 @@ def test_predictive_table_verdicts_need_both_cost_and_quality():
         line.split(" | ")[0].lstrip("| "): line
         for line in pc.block({"quality": quality, "timing": timing}, args).splitlines()
     }
-    assert rows["probit (GLM, closed form)"].endswith("| 1.80 | +0.0020 (0.0020) | +0.0030 (0.0030) | +0.0000 | yes |")
+    assert rows["probit (GLM, closed form)"].endswith(
+        "| 1.80 | +0.0020 / 0.0020 / +0.0020 (sst2 seed 0) | +0.0030 / 0.0030 / +0.0030 (sst2 seed 0) | +0.0000 | yes |"
+    )
     assert rows["MC, S=16"].endswith("| no |")  # 16x MAP's time
     assert rows["MC, S=4"].endswith("| no |")  # 0.01 off in ECE
 
@@ -332,10 +334,7 @@ def test_ablations_runs_a_cell_on_another_backbone_and_writes_its_page(tiny_bert
 
 @pytest.fixture(scope="module")
 def vi_convergence():
-    spec = importlib.util.spec_from_file_location("vi_convergence", ROOT / "benchmarks" / "vi_convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("vi_convergence")
 
 
 def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates(vi_convergence):
@@ -378,3 +377,100 @@ def test_cost_page_blocks_are_what_their_json_regenerates(monkeypatch):
     decision = padding.render_decision(padding.decision_cells())
     assert _block(page, padding.DECISION_START, padding.DECISION_END) == decision
     assert _block(page, peers.START, peers.END) == peers.table(json.loads(peers.RESULT.read_text()))
+
+
+@pytest.fixture(scope="module")
+def ood():
+    return _script("ood")
+
+
+def _ood_cells(ood, auroc_of):
+    """Synthetic cells: ``auroc_of(method, score, pair, seed)`` for every stored score."""
+    scores = ["1 - max p", "entropy", "epistemic", "energy", "Mahalanobis", "relative Mahalanobis"]
+    scores += ["novelty (library)", *[f"kNN {n}, k={k}" for n in ("cosine", "centred cosine") for k in ood.KS]]
+    cells = {}
+    for task, outs in (("clinc150", ["oos"]), ("sst2", ["agnews", "trec", "cr"]), ("agnews", ["sst2", "cr"])):
+        for seed in ood.SEEDS:
+            cell = {"task": task, "seed": seed, "n_train": 500, "label prior": {"test": {"accuracy": 0.5}}}
+            for method in ood.METHODS:
+                det = {
+                    split: {
+                        out: {
+                            s: {"auroc": auroc_of(method, s, (task, out), seed), "aupr": 0.5, "fpr95": 0.5}
+                            for s in scores
+                        }
+                        for out in outs
+                    }
+                    for split in ("dev", "test")
+                }
+                flagged = {"test": {"0.95": 0.05, "0.99": 0.01}}
+                cell[method] = {"detection": det, "quality": {"test": {"accuracy": 0.9}}, "flagged": flagged}
+            cells[(task, seed)] = cell
+    return cells
+
+
+def test_ood_choice_reads_only_the_dev_splits_of_the_choice_pairs(ood):
+    def auroc(method, score, pair, seed):
+        if score == "kNN centred cosine, k=5":  # best on the choice pairs' dev splits ...
+            return 0.99 if pair in ood.CHOICE_PAIRS else 0.1
+        if score == "kNN cosine, k=1":  # ... while this one would win everywhere else
+            return 0.1 if pair in ood.CHOICE_PAIRS else 1.0
+        return 0.6 + 0.01 * seed
+
+    choice = ood.choose(_ood_cells(ood, auroc))
+    assert choice["knn"] == "kNN centred cosine, k=5" and choice["default_score"] == "kNN centred cosine, k=5"
+    block = ood.render(_ood_cells(ood, auroc))
+    assert "Chosen: **kNN centred cosine, k=5**" in block
+    # reported pairs leave the choice pairs out, except CLINC150's test split (its val split made the choice)
+    reported = block.split("**Per pair (test)**")[1].split("The choice pairs on their test splits")[0]
+    assert "clinc150 → out-of-scope" in reported and "sst2 → agnews" in reported and "sst2 → trec" not in reported
+
+
+def test_ood_pair_verdict_needs_an_interval_that_excludes_zero(ood):
+    assert ood._diff_text(ood.paired([0.9, 0.92, 0.91], [0.7, 0.71, 0.69])).endswith("(better)")
+    assert ood._diff_text(ood.paired([0.9, 0.6, 0.8], [0.7, 0.8, 0.75])).endswith("(no difference detected)")
+    assert ood.shift("sst2", "cr") == "near" and ood.shift("sst2", "agnews") == "far"
+
+
+def test_ood_detection_metrics_against_their_definitions(ood):
+    inside, outside = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.35, 0.5, 0.6, 0.7])
+    m = ood.detection(inside, outside)
+    assert m["auroc"] == pytest.approx(15 / 16)  # one (in, out) pair out of 16 in the wrong order
+    assert m["fpr95"] == pytest.approx(0.25)  # threshold: 5% quantile of the out scores (0.3725): 0.4 only
+
+
+def test_ood_block_in_the_docs_is_what_its_json_regenerates(ood):
+    cells = ood.load_cells()
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    if not cells:
+        assert ood.START not in page
+        return
+    assert page[page.index(ood.START) : page.index(ood.END) + len(ood.END)] == ood.render(cells)
+
+
+def test_feature_aurocs_are_keyed_by_model_name_not_by_id(quality):
+    # issue 25: the cache was keyed by id(clf); CPython reuses a freed model's id, so a later model got the
+    # numbers of an earlier one. Two models with one id (as after a free) must still get their own.
+    class Model:
+        def __init__(self, sign):
+            self.sign = sign
+
+        def predict_feature_distance(self, X):
+            return self.sign * np.asarray(X, dtype=float)
+
+    cache = quality.FeatureAUROCs([0.0, 1.0, 2.0], {"ood": [1.5, 2.5, 3.5]})
+    first = cache.of("VI", Model(1.0))
+    same_id_later = Model(-1.0)  # ranks the OOD set below the test set
+    assert first == {"ood": pytest.approx(8 / 9)} and cache.of("SWAG", same_id_later) == {"ood": pytest.approx(1 / 9)}
+    assert cache.of("VI", same_id_later) == first  # rows of one model share its number
+
+
+def test_draws_table_reports_mean_absolute_differences_and_the_worst_cell():
+    draws = _script("draws")
+    run = lambda d: {"d_ece": d, "d_nll": -d, "mean_abs_dp": abs(d)}
+    cells = {
+        ("sst2", 0): {"independent|8": [run(0.01), run(-0.03)]},  # |.| averages to 0.02 (signed: -0.01)
+        ("trec", 0): {"independent|8": [run(0.04), run(0.04)]},
+    }
+    row = next(line for line in draws.render(cells).splitlines() if line.startswith("| independent | 8 |"))
+    assert row == "| independent | 8 | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) |"

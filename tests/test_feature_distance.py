@@ -8,6 +8,7 @@ import torch
 
 from subspace_bayes import BayesianSubspaceClassifier, load_adapter
 from subspace_bayes.feature_distance import (
+    KNN_K,
     FeatureNeighbours,
     collect_features,
     fit_feature_gaussian,
@@ -95,7 +96,7 @@ def test_fit_stores_the_statistics_of_the_training_features(fitted, toy_data, to
     by_first = lambda z: z[z[:, 0].argsort()]  # the reference is kept in the fit's (length-sorted) order
     np.testing.assert_allclose(by_first(neighbours.reference.cpu()), by_first(normalise_features(features)), atol=1e-6)
     familiar = kth_neighbour_distance(
-        normalise_features(features), normalise_features(features), 10, leave_self_out=True
+        normalise_features(features), normalise_features(features), KNN_K, leave_self_out=True
     )
     np.testing.assert_allclose(neighbours.familiar.cpu(), familiar.sort().values, atol=1e-6)
 
@@ -241,3 +242,12 @@ def test_neighbours_keep_a_seeded_subsample_of_a_large_training_set():
     b = FeatureNeighbours().fit(feats, max_reference=100, generator=torch.Generator().manual_seed(1))
     assert a.reference.shape == (100, 8) and torch.equal(a.reference, b.reference)
     assert a.familiar.shape == (100,)
+
+
+def test_a_model_pickled_before_the_neighbours_predicts_and_refits_them(fitted, toy_data, toy_test):
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.module_.feature_neighbours  # as unpickled from a release without them
+    u = old.predict_uncertainty(toy_test[0])
+    assert "feature_distance" in u and "novelty" not in u
+    old.set_params(max_epochs=0).partial_fit(*toy_data)  # the statistics pass restores them
+    assert "novelty" in old.predict_uncertainty(toy_test[0])

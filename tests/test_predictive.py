@@ -179,3 +179,58 @@ def test_uncertainty_scores_agree_with_their_definitions():
     np.testing.assert_allclose(s["logit_variance"], centred.var(0).mean(-1))
     same = uncertainty_scores(np.repeat(p[:1], 5, axis=0))
     np.testing.assert_allclose(same["logit_variance"], 0.0, atol=1e-12)
+
+
+def test_antithetic_draws_come_in_mirrored_pairs():
+    from subspace_bayes.predictive import standard_normal_draws
+
+    eps = standard_normal_draws(7, 5, draws="antithetic", generator=torch.Generator().manual_seed(0))
+    assert eps.shape == (7, 5)
+    torch.testing.assert_close(eps[1::2], -eps[0:6:2])  # pairs (eps, -eps); the 7th is unpaired
+    assert not torch.allclose(eps[0], eps[2])
+
+
+def test_independent_draws_are_the_posteriors_own_samples():
+    # the default scheme gives exactly the draws of before (stored results stay reproducible)
+    from subspace_bayes.posteriors import make_posterior
+    from subspace_bayes.predictive import posterior_draws
+
+    q = make_posterior(6, "lowrank", cov_rank=2, init_std=0.3, generator=torch.Generator().manual_seed(1))
+    expected = q.rsample(4, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(posterior_draws(q, 4, torch.Generator().manual_seed(5)), expected)
+    pair = posterior_draws(q, 2, torch.Generator().manual_seed(5), draws="antithetic")
+    torch.testing.assert_close(pair.mean(0), q.mean.detach())  # mu + L eps and mu - L eps
+
+
+def test_sobol_draws_stratify_every_coordinate_and_are_reproducible():
+    from subspace_bayes.predictive import standard_normal_draws
+
+    eps = standard_normal_draws(16, 40, draws="sobol", generator=torch.Generator().manual_seed(0))
+    again = standard_normal_draws(16, 40, draws="sobol", generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(eps, again)
+    u = torch.special.ndtr(eps.double())  # back to the unit cube
+    cells = torch.floor(u * 16).long()
+    for d in range(40):  # a scrambled Sobol net of 2^4 points: one point in each 1/16 of every axis
+        assert sorted(cells[:, d].tolist()) == list(range(16))
+    other = standard_normal_draws(16, 40, draws="sobol", generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(eps, other)  # another seed, another scrambling
+
+
+def test_the_estimator_predicts_with_each_draw_scheme_row_by_row(tiny_bert_dir, toy_data, toy_test):
+    import pytest
+
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    from conftest import tiny_kwargs
+
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2)).fit(*toy_data)
+    X = toy_test[0]
+    independent = clf.predict_proba(X)
+    for scheme in ("antithetic", "sobol"):
+        clf.set_params(draws=scheme)
+        p = clf.predict_proba(X)
+        assert p.shape == independent.shape and not np.allclose(p, independent)
+        np.testing.assert_allclose(clf.predict_proba(X[::-1])[::-1], p, atol=1e-6)  # a row is its own text's
+        np.testing.assert_allclose(clf.predict_proba(X[:3]), p[:3], atol=1e-6)
+    with pytest.raises(ValueError, match="draws"):
+        clf.set_params(draws="antithetical").predict_proba(X)
