@@ -912,17 +912,18 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
         Returns
         -------
-        dict with 1-D arrays of shape (n_texts,), ``pandas.DataFrame(result)`` gives a table:
-
-        - ``total`` (entropy of the predictive), ``aleatoric`` (expected entropy under the
-          posterior) and ``epistemic`` (their difference, the mutual information; >= 0), in nats;
-        - ``knn_distance``: the cosine distance from the input's pooled features to its
-          ``k``-th nearest training example (``k = 5``, chosen on dev pairs), and ``novelty``: the fraction of
-          familiar inputs (training examples, each left out of its own neighbours) that lie
-          nearer than it, in ``[0, 1]``. Flag an input as unfamiliar when ``novelty`` exceeds
-          a level you choose, e.g. 0.95 ("farther than 95% of familiar inputs");
-        - ``feature_distance``: the Mahalanobis distance of the features from the nearest class
-          of the training data (:mod:`subspace_bayes.feature_distance`).
+        dict of 1-D arrays of shape (n_texts,)
+            ``pandas.DataFrame(result)`` gives a table. ``total`` (entropy of the
+            predictive), ``aleatoric`` (expected entropy under the posterior) and
+            ``epistemic`` (their difference, the mutual information; >= 0), in nats.
+            ``knn_distance``: the cosine distance from the input's pooled features to
+            its ``k``-th nearest training example (``k = 5``, chosen on dev pairs).
+            ``novelty``: the fraction of familiar inputs (training examples, each left
+            out of its own neighbours) that lie nearer than it, in ``[0, 1]``; flag an
+            input as unfamiliar when it exceeds a level you choose, e.g. 0.95 ("farther
+            than 95% of familiar inputs"). ``feature_distance``: the Mahalanobis
+            distance of the features from the nearest class of the training data
+            (:mod:`subspace_bayes.feature_distance`).
 
         The feature-based scores read the features of the same forward passes, averaged over
         the draws (the linearised predictives take one more pass, at the posterior mean); they
