@@ -91,7 +91,9 @@ def render(cells: dict) -> str:
         f"{N_DEV} dev texts per task (`benchmarks/tasks.py`); {len(cells)} (task, seed) cells, {REPEATS} prediction "
         f"seeds each. Per call, the absolute difference of ECE to that of {REFERENCE_S} independent draws, the same "
         "for NLL, and the mean absolute difference of the per-example probabilities; mean over cells and "
-        "repeats (worst cell's mean).",
+        "repeats (worst cell's mean)."
+        + (" One seed per task: illustrative." if len({seed for _, seed in cells}) < 2 else "")
+        + " The default scheme stays `independent` until this table has every seed.",
         "",
         "| draws | S | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
         "|---|---|---|---|---|",

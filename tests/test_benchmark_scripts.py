@@ -474,3 +474,13 @@ def test_draws_table_reports_mean_absolute_differences_and_the_worst_cell():
     }
     row = next(line for line in draws.render(cells).splitlines() if line.startswith("| independent | 8 |"))
     assert row == "| independent | 8 | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) |"
+
+
+def test_draws_block_in_the_docs_is_what_its_json_regenerates():
+    draws = _script("draws")
+    cells = draws.load_cells()
+    page = (ROOT / "docs" / "cost.md").read_text()
+    if not cells:
+        assert draws.START not in page
+        return
+    assert _block(page, draws.START, draws.END) == draws.render(cells)
