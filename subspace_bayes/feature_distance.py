@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .predictive import _in_callers_order
+from .predictive import _in_callers_order, concat_scores
 
 __all__ = [
     "FeatureGaussian",
@@ -311,11 +311,6 @@ def collect_features(module: nn.Module, batches: Iterable[dict[str, Tensor]]) ->
         labels.append(torch.as_tensor(batch.pop("labels")).cpu())
         feats.append(module.features(theta, **batch).float().cpu())
     return torch.cat(feats), torch.cat(labels)
-
-
-def concat_scores(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Per-batch score dicts joined along the rows (an empty dict when there are none)."""
-    return {key: np.concatenate([p[key] for p in parts]) for key in (parts[0] if parts else {})}
 
 
 @torch.no_grad()

@@ -164,8 +164,7 @@ def mc_probabilities_and_scores(
         probs.append(torch.cat(parts, dim=0))
         if scorer is not None:
             scores.append(scorer(module, feature_sum / theta.shape[0]))
-    joined = {key: np.concatenate([s[key] for s in scores]) for key in (scores[0] if scores else {})}
-    return torch.cat(probs, dim=1).numpy(), joined
+    return torch.cat(probs, dim=1).numpy(), concat_scores(scores)
 
 
 def linearised_sample_probs(mean_logits: Tensor, logit_cov: Tensor, eps: Tensor) -> Tensor:
@@ -326,6 +325,16 @@ def posterior_draws(
     return posterior.from_noise(eps)
 
 
+def _linearised(predictive: str, posterior: GaussianPosterior) -> bool:
+    """Whether ``predictive`` samples logits from the linearisation (never for a point estimate)."""
+    return Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass)
+
+
+def concat_scores(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-batch score dicts joined along the rows (an empty dict when there are none)."""
+    return {key: np.concatenate([p[key] for p in parts]) for key in (parts[0] if parts else {})}
+
+
 def _in_callers_order(probs: np.ndarray, order: np.ndarray, axis: int) -> np.ndarray:
     """Rows fed in the order ``order`` (along ``axis``) put back where the caller had them."""
     out = np.empty_like(probs)
@@ -376,7 +385,7 @@ def predictive_samples(
     -------
     ndarray of shape (S, N, C), float64, rows in the caller's order.
     """
-    if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
+    if _linearised(predictive, posterior):
         eps = standard_normal_draws(n_samples, n_classes, draws=draws, generator=generator, dtype=torch.float64)
         eps = eps[:, None]
         probs = glm_probabilities(module, batches, posterior, eps.expand(-1, len(order), -1))
@@ -408,7 +417,7 @@ def predictive_samples_and_scores(
     kwargs = dict(
         predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes, draws=draws
     )
-    if Predictive(predictive) is not Predictive.MC and not isinstance(posterior, PointMass):
+    if _linearised(predictive, posterior):
         batches, theta = list(batches), posterior.mean.detach()[None]
         scores = mc_probabilities_and_scores(module, batches, theta, scorer)[1]
         probs = predictive_samples(module, batches, posterior, **kwargs)
