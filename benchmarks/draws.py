@@ -28,12 +28,15 @@ import tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "draws"
+COST = ROOT / "benchmarks" / "results" / "draws_cost.json"
 PAGE = ROOT / "docs" / "cost.md"
 START, END = "<!-- draws:start -->", "<!-- draws:end -->"
 TASKS = ("sst2", "agnews", "trec", "subj", "cr")
 SEEDS = (0, 1, 2)
 SCHEMES = ("independent", "antithetic", "sobol")
 SAMPLE_COUNTS = (2, 4, 8)
+#: ``sampled_layers`` measured at S = 8 (MiniLM has 6 adapted blocks; None, every block, is the "independent|8" row).
+SAMPLED_LAYERS = (0, 1, 2, 3)
 REPEATS = 3
 N_TRAIN, N_DEV, REFERENCE_S = 500, 300, 64
 
@@ -67,50 +70,133 @@ def run_cell(task_name: str, seed: int, quick: bool = False) -> dict:
     cell = {"task": task_name, "seed": seed, "fit_seconds": round(time.time() - start, 1), "reference": ref}
     for scheme in SCHEMES:
         for S in SAMPLE_COUNTS:
-            runs = []
-            for r in range(REPEATS):
-                p = clf.set_params(n_samples=S, draws=scheme, random_state=r).predict_proba(X_dev)
-                got = _scores(y_dev, p)
-                runs.append(
-                    {**{f"d_{k}": got[k] - ref[k] for k in got}, "mean_abs_dp": float(np.abs(p - p_ref).mean())}
-                )
-            cell[f"{scheme}|{S}"] = runs
+            cell[f"{scheme}|{S}"] = _repeats(clf, X_dev, y_dev, p_ref, ref, n_samples=S, draws=scheme)
+    for k in SAMPLED_LAYERS:
+        cell[f"top {k}|8"] = _repeats(clf, X_dev, y_dev, p_ref, ref, n_samples=8, draws="independent", sampled_layers=k)
     return cell
+
+
+def _repeats(clf, X_dev, y_dev, p_ref, ref, **settings) -> list[dict]:
+    """``REPEATS`` predictions under ``settings`` (prediction seeds 0, 1, ...), each against the reference."""
+    runs = []
+    for r in range(REPEATS):
+        p = clf.set_params(**settings, random_state=r).predict_proba(X_dev)
+        got = _scores(y_dev, p)
+        runs.append({**{f"d_{k}": got[k] - ref[k] for k in got}, "mean_abs_dp": float(np.abs(p - p_ref).mean())})
+    clf.set_params(sampled_layers=None)
+    return runs
+
+
+#: (row key, estimator settings) timed by ``--cost``; the row keys are those of the quality table.
+TIMED = {
+    "independent|2": {"n_samples": 2},
+    "independent|4": {"n_samples": 4},
+    "independent|8": {"n_samples": 8},
+    **{f"top {k}|8": {"n_samples": 8, "sampled_layers": k} for k in SAMPLED_LAYERS},
+}
+COST_REPEATS, COST_TEXTS = 7, 500
+
+
+def run_cost() -> dict:
+    """Seconds of ``predict_proba`` per row of :data:`TIMED` over the prediction at the posterior mean.
+
+    The default model on SST-2 (2 epochs: the cost of a prediction does not depend on training),
+    ``COST_TEXTS`` dev texts, torch's default threads. Repetitions alternate the order of the rows;
+    the ratio per repetition is to that repetition's prediction at the mean (one forward pass, the
+    cost of a MAP prediction); median and range over repetitions.
+    """
+    import torch
+    from cost import defaults_label, timed
+
+    from subspace_bayes import BayesianSubspaceClassifier
+    from subspace_bayes.predictive import FOLD_ROWS, mean_prediction
+
+    task = tasks.load("sst2")
+    clf = BayesianSubspaceClassifier(random_state=0, verbose=0, max_epochs=2).fit(*task.train(N_TRAIN, 0))
+    X = tasks.sample(task.dev[0], COST_TEXTS)
+    clf.predict_proba(X[:64])  # warm-up
+    names = ["at the mean", *TIMED]
+    ratios = {name: [] for name in TIMED}
+    for rep in range(COST_REPEATS):
+        seconds = {}
+        for name in names if rep % 2 == 0 else names[::-1]:
+            if name == "at the mean":
+                seconds[name] = timed(lambda: clf._predict_with(mean_prediction, X))[1]
+            else:
+                seconds[name] = timed(lambda n=name: clf.set_params(**TIMED[n]).predict_proba(X))[1]
+                clf.set_params(sampled_layers=None, n_samples=8)
+        for name in TIMED:
+            ratios[name].append(seconds[name] / seconds["at the mean"])
+    return {
+        "defaults": defaults_label(),
+        "threads": torch.get_num_threads(),
+        "texts": len(X),
+        "fold_rows": FOLD_ROWS["cpu"],
+        "ratios": {k: [round(float(v), 3) for v in r] for k, r in ratios.items()},
+    }
 
 
 def load_cells() -> dict:
     return tasks.load_cells(RESULTS, TASKS, SEEDS)
 
 
-def render(cells: dict) -> str:
+def _rows() -> list[tuple[str, str, str]]:
+    """(row key, draws label, S label) of the table, in order."""
+    rows = [(f"{scheme}|{S}", scheme, str(S)) for scheme in SCHEMES for S in SAMPLE_COUNTS]
+    return rows + [(f"top {k}|8", f"independent, top {k} blocks (`sampled_layers={k}`)", "8") for k in SAMPLED_LAYERS]
+
+
+def _cost_column(cost: dict | None, key: str) -> str:
+    ratios = (cost or {}).get("ratios", {}).get(key)
+    if not ratios:
+        return "–"
+    return f"{np.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def render(cells: dict, cost: dict | None = None) -> str:
     lines = [
         START,
-        "## Variance-reduced draws: how close S draws come to 64 independent ones (issue 29)",
+        "## Cheaper Bayesian prediction: how close fewer or cheaper draws come to 64 independent ones (issue 29)",
         "",
         f"`python benchmarks/draws.py`: the default model on {N_TRAIN} training examples per task and seed; "
         f"{N_DEV} dev texts per task (`benchmarks/tasks.py`); {len(cells)} (task, seed) cells, {REPEATS} prediction "
         f"seeds each. Per call, the absolute difference of ECE to that of {REFERENCE_S} independent draws, the same "
         "for NLL, and the mean absolute difference of the per-example probabilities; mean over cells and "
-        "repeats (worst cell's mean)."
-        + (" One seed per task: illustrative." if len({seed for _, seed in cells}) < 2 else "")
-        + " The default scheme stays `independent` until this table has every seed.",
-        "",
-        "| draws | S | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
-        "|---|---|---|---|---|",
+        "repeats (worst cell's mean). `top k blocks`: the cores of MiniLM's top k of 6 adapted blocks drawn, "
+        "the lower ones held at their mean and computed once for all draws (the Bayesian head always drawn)."
+        + (" One seed per task: illustrative." if len({seed for _, seed in cells}) < 2 else ""),
     ]
-    for scheme in SCHEMES:
-        for S in SAMPLE_COUNTS:
-            key = f"{scheme}|{S}"
-            per_cell = {
-                m: [np.mean([abs(r[m]) for r in c[key]]) for c in cells.values() if key in c]
-                for m in ("d_ece", "d_nll", "mean_abs_dp")
-            }
-            if not per_cell["d_ece"]:
-                continue
-            cols = [f"{np.mean(v):.4f} (worst {max(v):.4f})" for v in per_cell.values()]
-            lines.append(f"| {scheme} | {S} | " + " | ".join(cols) + " |")
+    if cost:
+        lines += [
+            "",
+            f"Cost: `predict_proba` seconds over a prediction at the posterior mean (one forward pass, a MAP "
+            f"prediction's cost) on {cost['texts']} SST-2 dev texts, {cost['threads']} threads, median (range) of "
+            f"{len(next(iter(cost['ratios'].values())))} alternating repetitions (`--cost`; folded passes of at most "
+            f"{cost.get('fold_rows', 64)} sequences). "
+            f"Measured under {cost['defaults']}.",
+        ]
+    lines += [
+        "",
+        "| draws | S | cost / MAP | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label, S in _rows():
+        per_cell = {
+            m: [np.mean([abs(r[m]) for r in c[key]]) for c in cells.values() if key in c]
+            for m in ("d_ece", "d_nll", "mean_abs_dp")
+        }
+        if not per_cell["d_ece"]:
+            continue
+        cols = [f"{np.mean(v):.4f} (worst {max(v):.4f})" for v in per_cell.values()]
+        lines.append(f"| {label} | {S} | {_cost_column(cost, key)} | " + " | ".join(cols) + " |")
     lines.append(END)
     return "\n".join(lines)
+
+
+def load_cost() -> dict | None:
+    import json
+
+    return json.loads(COST.read_text()) if COST.exists() else None
 
 
 def main() -> None:
@@ -118,7 +204,12 @@ def main() -> None:
     parser.add_argument("--worker", default="0/1", help="i/n: run every n-th missing cell from the i-th")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="one tiny cell, nothing written: the bookkeeping")
+    parser.add_argument("--cost", action="store_true", help="time each row against a MAP prediction (idle machine)")
     args = parser.parse_args()
+    if args.cost:
+        from quality import write_json_atomic
+
+        write_json_atomic(COST, run_cost())
     if args.quick:
         print(render({("sst2", 0): run_cell("sst2", 0, quick=True)}))
         return
@@ -128,8 +219,8 @@ def main() -> None:
     if cells:
         from cost import write_block
 
-        write_block(PAGE, render(cells), START, END)
-        print(render(cells))
+        write_block(PAGE, render(cells, load_cost()), START, END)
+        print(render(cells, load_cost()))
 
 
 if __name__ == "__main__":

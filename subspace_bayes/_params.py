@@ -51,6 +51,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "predictive": [one_of(Predictive)],
     "n_samples": [Interval("int", 1, None)],
     "draws": [one_of(Draws)],
+    "sampled_layers": [Options((None,)), Interval("int", 0, None)],
     "n_train_samples": [Interval("int", 1, None)],
     "pooling": [one_of(Pooling)],
     "max_length": [Interval("int", 2, None)],

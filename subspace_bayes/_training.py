@@ -293,7 +293,9 @@ class TrainingHooksMixin:
         x = {k: v for k, v in to_tensor(x, device=self.device_).items() if k != "sample_weight"}
         if self.module_.training:
             return self.module_(**x, n_samples=self.n_train_samples, generator=self.train_generator_, **fit_params)
-        theta = posterior_draws(self.module_.posterior, self.n_samples, self._predict_generator(), self._draws)
+        theta = posterior_draws(
+            self.module_.posterior, self.n_samples, self._predict_generator(), self._draws, self._held()
+        )
         return self.module_(**x, theta=theta, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):

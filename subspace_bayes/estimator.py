@@ -212,6 +212,20 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         is the fast choice where time matters more (and the usual one for Laplace).
     n_samples : int, default=8
         Draws at prediction time (network passes for ``"mc"``).
+    draws : {"independent", "antithetic", "sobol"}, default="independent"
+        The standard-normal vectors behind the ``n_samples`` draws
+        (:func:`~subspace_bayes.predictive.standard_normal_draws`): independent,
+        antithetic pairs ``mu +- L eps`` (the odd-order terms around the mean
+        cancel), or scrambled Sobol points. The same for every input, so a row
+        depends only on its own text. docs/cost.md compares them with 64
+        independent draws.
+    sampled_layers : int or None, default=None
+        ``"mc"`` only: draw the cores of the top ``sampled_layers`` adapted blocks
+        of the backbone and hold the cores below them at their posterior mean
+        (a Bayesian head is always drawn; 0 draws the head alone). The blocks
+        below then run once for all draws instead of ``n_samples`` times, so a
+        prediction costs about ``(L - k + k S) / L`` forward passes for ``L``
+        blocks. None draws every core. docs/cost.md measures cost and quality.
     n_train_samples : int, default=1
         Draws per training step (folded into the batch).
     pooling : {"auto", "mean", "cls", "last"}, default="auto"
@@ -332,6 +346,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         predictive: str = "mc",
         n_samples: int = 8,
         draws: str = "independent",
+        sampled_layers: int | None = None,
         n_train_samples: int = 1,
         pooling: str = "auto",
         max_length: int = DEFAULT_MAX_LENGTH,
@@ -378,9 +393,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         self.swag_lr = swag_lr
         self.laplace_structure = laplace_structure
         self.prior_precision = prior_precision
-        self.predictive = predictive
-        self.n_samples = n_samples
-        self.draws = draws
+        self.predictive, self.n_samples, self.draws, self.sampled_layers = predictive, n_samples, draws, sampled_layers
         self.n_train_samples = n_train_samples
         self.pooling = pooling
         self.max_length = max_length
@@ -764,6 +777,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
             order=order,
             n_classes=len(self.classes_),
             draws=self._draws,
+            held=self._held(),
         )
         # A fresh generator per function: each sees the draws it would see when called alone.
         return {
@@ -776,12 +790,25 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
 
         ``set_params`` after ``fit`` is the usual way to change them, so they are checked here too.
         """
-        params = {"predictive": self.predictive, "n_samples": self.n_samples, "draws": self._draws}
+        params = {
+            "predictive": self.predictive,
+            "n_samples": self.n_samples,
+            "draws": self._draws,
+            "sampled_layers": self._sampled_layers,
+        }
         validate_parameters(type(self).__name__, params, {k: self._parameter_constraints[k] for k in params})
 
     @property
     def _draws(self) -> str:
         return getattr(self, "draws", "independent")  # (getattr: pickles from before the parameter)
+
+    @property
+    def _sampled_layers(self) -> int | None:
+        return getattr(self, "sampled_layers", None)  # (getattr: pickles from before the parameter)
+
+    def _held(self) -> torch.Tensor | None:
+        """The entries of ``theta`` held at the mean in every prediction draw (``sampled_layers``)."""
+        return self.module_.held_coordinates(self._sampled_layers)
 
     def posterior_spectrum(self) -> np.ndarray:
         """Eigenvalues of the posterior covariance over ``theta``, largest first (shape ``(D,)``).

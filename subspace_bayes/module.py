@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .adapters import ProjectedLinear, collect_input_moments, dense_weight, inject_adapters, named_adapters
 from .backbones import DECODER_TYPES, default_pooling, pool
-from .draw_sharing import draw_independent_prefix, shared_across_draws
+from .draw_sharing import adapted_blocks, draw_independent_prefix, shared_across_draws
 from .feature_distance import FeatureGaussian, FeatureNeighbours
 from .options import Pooling, Precision
 from .posteriors import GaussianPosterior, make_posterior, structure_of_state
@@ -204,6 +204,22 @@ class SubspaceClassifierModule(nn.Module):
         """The adapted layers, in model order (adapter ``i`` reads its slice of ``theta``)."""
         return [adapter for _, adapter in named_adapters(self.backbone)]
 
+    def held_coordinates(self, sampled_layers: int | None) -> Tensor | None:
+        """Which entries of ``theta`` stay at their mean when only the top ``sampled_layers`` blocks are drawn.
+
+        The cores of the adapted blocks below the top ``sampled_layers`` (bottom to top, in the
+        backbone's layer stack) are held; adapters outside the stack and a Bayesian head are
+        always drawn. Returns a boolean mask of shape ``(D,)``, or None when nothing is held
+        (``sampled_layers`` None or at least the number of adapted blocks).
+        """
+        blocks = adapted_blocks(self.backbone)
+        if sampled_layers is None or sampled_layers >= len(blocks):
+            return None
+        held = torch.zeros(self.n_theta, dtype=torch.bool)
+        for adapter in (a for block in blocks[: len(blocks) - sampled_layers] for a in block):
+            held[adapter.offset : adapter.offset + adapter.n_core] = True
+        return held
+
     def reproject(
         self,
         projection: str,
@@ -307,7 +323,7 @@ class SubspaceClassifierModule(nn.Module):
         mask = fold(attention_mask)
         if getattr(self, "positions_from_mask", False):  # (getattr: modules pickled before it existed)
             inputs["position_ids"] = positions_from_mask(mask)
-        prefix = [] if draw_per_input else draw_independent_prefix(self.backbone)
+        prefix = [] if draw_per_input or S == 1 else draw_independent_prefix(self.backbone, theta)
         with self.bank.bind(theta), self._autocast(input_ids.device.type), shared_across_draws(prefix, S, N):
             hidden = self.backbone(input_ids=fold(input_ids), attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden.float(), mask, self.pooling)

@@ -97,10 +97,12 @@ def uncertainty_scores(sample_probs: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-#: Sequences per forward pass when draws are folded into the batch, by device type. Measured
-#: (docs/cost.md): on 2 CPU cores very large folded batches are slower than a few medium ones,
-#: while a GPU keeps gaining from wide batches.
-FOLD_ROWS = {"cpu": 64, "cuda": 4096}
+#: Sequences per forward pass when draws are folded into the batch, by device type. On 2 CPU cores
+#: very large folded batches are slower than a few medium ones, while a GPU keeps gaining from wide
+#: batches. With every draw of ``FOLD_ROWS // S`` inputs per pass, 128 measured no slower than 64
+#: for 8 independent draws and faster with ``sampled_layers`` (its shared trunk then runs at
+#: batch 16 rather than 8): benchmarks/draws.py --cost.
+FOLD_ROWS = {"cpu": 128, "cuda": 4096}
 
 
 @torch.no_grad()
@@ -111,7 +113,9 @@ def mc_probabilities(
 
     The same draws ``theta`` (S, D) are used for every batch, so the result does
     not depend on how the inputs are batched. Draws are folded into the batch
-    axis in chunks of at most ``max_rows`` sequences per forward pass.
+    axis, at most ``max_rows`` sequences per forward pass: all ``S`` draws of
+    ``max_rows // S`` inputs at a time (a few draws of one input at a time when
+    ``S > max_rows``).
 
     Parameters
     ----------
@@ -149,22 +153,38 @@ def mc_probabilities_and_scores(
     scores : dict of ndarray of shape (N,) (empty without ``scorer``)
     """
     probs, scores = [], []
+    S = theta.shape[0]
     for batch in batches:
-        n = batch["input_ids"].shape[0]
         rows = max_rows or FOLD_ROWS.get(batch["input_ids"].device.type, FOLD_ROWS["cuda"])
-        step = max(1, rows // max(n, 1))
-        parts, feature_sum = [], 0.0
-        for i in range(0, theta.shape[0], step):
-            draws = theta[i : i + step]
-            feats = module.features(draws, **batch)
-            logits = module.head_logits(feats, draws).reshape(draws.shape[0], n, -1)
-            parts.append(torch.softmax(logits.double(), dim=-1).cpu())
+        for sub in _input_chunks(batch, max(1, rows // S)):
+            n = sub["input_ids"].shape[0]
+            parts, feature_sum = [], 0.0
+            for i in range(0, S, max(1, rows // n)):
+                draws = theta[i : i + max(1, rows // n)]
+                feats = module.features(draws, **sub)
+                logits = module.head_logits(feats, draws).reshape(draws.shape[0], n, -1)
+                parts.append(torch.softmax(logits.double(), dim=-1).cpu())
+                if scorer is not None:
+                    feature_sum = feature_sum + feats.float().reshape(draws.shape[0], n, -1).sum(0)
+            probs.append(torch.cat(parts, dim=0))
             if scorer is not None:
-                feature_sum = feature_sum + feats.float().reshape(draws.shape[0], n, -1).sum(0)
-        probs.append(torch.cat(parts, dim=0))
-        if scorer is not None:
-            scores.append(scorer(module, feature_sum / theta.shape[0]))
+                scores.append(scorer(module, feature_sum / S))
     return torch.cat(probs, dim=1).numpy(), concat_scores(scores)
+
+
+def _input_chunks(batch: dict[str, Tensor], size: int) -> Iterable[dict[str, Tensor]]:
+    """``batch`` cut into consecutive groups of at most ``size`` inputs (every tensor along its first axis).
+
+    A folded forward pass then holds every draw of a few inputs rather than a few draws of every
+    input: the layers that run once for all draws (:mod:`~subspace_bayes.draw_sharing`) then run
+    once per input, however many draws there are.
+    """
+    n = batch["input_ids"].shape[0]
+    if size >= n:
+        yield batch
+        return
+    for start in range(0, n, size):
+        yield {k: v[start : start + size] for k, v in batch.items()}
 
 
 def linearised_sample_probs(mean_logits: Tensor, logit_cov: Tensor, eps: Tensor) -> Tensor:
@@ -313,16 +333,27 @@ def standard_normal_draws(
 
 @torch.no_grad()
 def posterior_draws(
-    posterior: GaussianPosterior, n_samples: int, generator: torch.Generator, draws: str = "independent"
+    posterior: GaussianPosterior,
+    n_samples: int,
+    generator: torch.Generator,
+    draws: str = "independent",
+    held: Tensor | None = None,
 ) -> Tensor:
     """The draws of ``theta`` for one prediction call, shape ``(S, D)``; ``S = 1`` for a point estimate.
 
-    ``draws`` chooses the standard noise behind them (:func:`standard_normal_draws`).
+    ``draws`` chooses the standard noise behind them (:func:`standard_normal_draws`). ``held``, a
+    boolean mask of shape ``(D,)``, keeps those entries at the mean in every draw: the others then
+    follow their marginal under ``q``, ``theta_s = (mu_held, theta_free,s)`` with
+    ``theta_free,s ~ N(mu_free, Sigma_free,free)``.
     """
     if isinstance(posterior, PointMass):
         return posterior.mean.detach()[None]
     eps = standard_normal_draws(n_samples, posterior.noise_dim, draws=draws, generator=generator)
-    return posterior.from_noise(eps)
+    theta = posterior.from_noise(eps)
+    if held is not None:
+        held = held.to(theta.device)
+        theta[:, held] = posterior.mean.detach()[held].to(theta.dtype)
+    return theta
 
 
 def _linearised(predictive: str, posterior: GaussianPosterior) -> bool:
@@ -355,6 +386,7 @@ def predictive_samples(
     order: np.ndarray,
     n_classes: int,
     draws: str = "independent",
+    held: Tensor | None = None,
 ) -> np.ndarray:
     """Per-draw class probabilities ``(S, N, C)`` for inputs fed in the order ``order``, in the caller's order.
 
@@ -380,6 +412,10 @@ def predictive_samples(
     n_classes : int
     draws : {"independent", "antithetic", "sobol"}, default="independent"
         The standard noise behind the draws (:func:`standard_normal_draws`).
+    held : Tensor of shape (D,), bool, optional
+        MC only: entries of ``theta`` kept at the mean in every draw (:func:`posterior_draws`).
+        The blocks whose cores are all held then run once for all draws. The linearised
+        predictives take one pass whatever is held, and ignore it.
 
     Returns
     -------
@@ -390,7 +426,7 @@ def predictive_samples(
         eps = eps[:, None]
         probs = glm_probabilities(module, batches, posterior, eps.expand(-1, len(order), -1))
     else:
-        probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator, draws))
+        probs = mc_probabilities(module, batches, posterior_draws(posterior, n_samples, generator, draws, held))
     return _in_callers_order(probs, order, axis=1)
 
 
@@ -406,6 +442,7 @@ def predictive_samples_and_scores(
     order: np.ndarray,
     n_classes: int,
     draws: str = "independent",
+    held: Tensor | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`predictive_samples` and ``scorer`` of the pooled features, rows in the caller's order.
 
@@ -422,7 +459,7 @@ def predictive_samples_and_scores(
         scores = mc_probabilities_and_scores(module, batches, theta, scorer)[1]
         probs = predictive_samples(module, batches, posterior, **kwargs)
     else:
-        theta = posterior_draws(posterior, n_samples, generator, draws)
+        theta = posterior_draws(posterior, n_samples, generator, draws, held)
         probs, scores = mc_probabilities_and_scores(module, batches, theta, scorer)
         probs = _in_callers_order(probs, order, axis=1)
     return probs, {key: _in_callers_order(v, order, axis=0) for key, v in scores.items()}
@@ -439,6 +476,7 @@ def predictive_mean(
     order: np.ndarray,
     n_classes: int,
     draws: str = "independent",
+    held: Tensor | None = None,
 ) -> np.ndarray:
     """The predictive probabilities ``p(y | x)``, shape ``(N, C)``, rows in the caller's order.
 
@@ -452,7 +490,7 @@ def predictive_mean(
     kwargs = dict(
         predictive=predictive, n_samples=n_samples, generator=generator, order=order, n_classes=n_classes, draws=draws
     )
-    return predictive_samples(module, batches, posterior, **kwargs).mean(0)
+    return predictive_samples(module, batches, posterior, **kwargs, held=held).mean(0)
 
 
 def mean_prediction(

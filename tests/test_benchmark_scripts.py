@@ -347,6 +347,17 @@ def test_vi_convergence_block_in_the_docs_is_what_its_json_regenerates(vi_conver
     assert spectrum == module.render_spectrum(rows)
 
 
+def test_vi_budget_block_in_the_docs_is_what_its_json_regenerates(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    module = _script("vi_budget")
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    cells = module.load_cells()
+    assert len(cells) == len(module.ROWS) * len(module.SEEDS)  # every row has every seed
+    assert _block(page, module.START, module.END) == module.render(cells)
+    assert module.wsd_factor(0, 10) == 1.0 and module.wsd_factor(9, 10) == pytest.approx(0.5)
+    assert module.wsd_factor(10, 10) == 0.0
+
+
 def test_vi_convergence_verdicts_need_an_interval_that_excludes_zero(vi_convergence):
     module = vi_convergence
     before, row = module.BEFORE, "MAP"
@@ -473,7 +484,10 @@ def test_draws_table_reports_mean_absolute_differences_and_the_worst_cell():
         ("trec", 0): {"independent|8": [run(0.04), run(0.04)]},
     }
     row = next(line for line in draws.render(cells).splitlines() if line.startswith("| independent | 8 |"))
-    assert row == "| independent | 8 | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) |"
+    assert row == "| independent | 8 | – | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) | 0.0300 (worst 0.0400) |"
+    cost = {"texts": 5, "threads": 2, "defaults": "x", "ratios": {"independent|8": [7.0, 6.0, 9.0]}}
+    row = next(line for line in draws.render(cells, cost).splitlines() if line.startswith("| independent | 8 |"))
+    assert row.startswith("| independent | 8 | 7.00× (6.00–9.00) |")
 
 
 def test_draws_block_in_the_docs_is_what_its_json_regenerates():
@@ -483,4 +497,4 @@ def test_draws_block_in_the_docs_is_what_its_json_regenerates():
     if not cells:
         assert draws.START not in page
         return
-    assert _block(page, draws.START, draws.END) == draws.render(cells)
+    assert _block(page, draws.START, draws.END) == draws.render(cells, draws.load_cost())

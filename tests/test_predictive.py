@@ -1,6 +1,7 @@
 """The predictive: GLM against MC, the draws, the order of rows, the uncertainty decomposition."""
 
 import numpy as np
+import pytest
 import torch
 
 from subspace_bayes.posteriors import DiagGaussian, PointMass
@@ -234,3 +235,59 @@ def test_the_estimator_predicts_with_each_draw_scheme_row_by_row(tiny_bert_dir, 
         np.testing.assert_allclose(clf.predict_proba(X[:3]), p[:3], atol=1e-6)
     with pytest.raises(ValueError, match="draws"):
         clf.set_params(draws="antithetical").predict_proba(X)
+
+
+def test_sampled_layers_holds_the_lower_cores_at_the_mean(tiny_bert_dir, toy_data, toy_test):
+    import pytest
+
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    from conftest import tiny_kwargs
+
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2, bayesian_head=True)).fit(*toy_data)
+    X = toy_test[0]
+    full = clf.predict_sample_proba(X)
+    np.testing.assert_array_equal(clf.set_params(sampled_layers=2).predict_sample_proba(X), full)  # 2 blocks
+    top = clf.set_params(sampled_layers=1).predict_sample_proba(X)
+    head = clf.set_params(sampled_layers=0).predict_sample_proba(X)
+    assert top.shape == head.shape == full.shape
+    assert not np.allclose(top, full) and not np.allclose(head, top)
+    assert head.std(0).max() > 1e-4  # the head alone still varies between draws
+    # The same as drawing every core and overwriting the held ones with the mean, in full passes.
+    from subspace_bayes.predictive import _in_callers_order, mc_probabilities, posterior_draws
+
+    q, held = clf.module_.posterior, clf.module_.held_coordinates(1)
+    theta = posterior_draws(q, clf.n_samples, clf._predict_generator()).detach()
+    theta[:, held] = q.mean.detach()[held]
+
+    def overwritten(module, batches, posterior, order, **_):
+        return _in_callers_order(mc_probabilities(module, batches, theta), order, axis=1)
+
+    clf.set_params(sampled_layers=1)
+    np.testing.assert_allclose(clf._predict_many({"p": overwritten}, X)["p"], top, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(X[::-1])[::-1], top.mean(0), atol=1e-6)  # row by row
+    with pytest.raises(ValueError, match="sampled_layers"):
+        clf.set_params(sampled_layers=-1).predict_proba(X)
+
+
+@pytest.mark.parametrize("max_rows", [4, 16, 10**6])  # draws of one input split; 2 inputs per pass; all at once
+def test_folded_passes_give_the_same_probabilities_and_scores_however_they_are_cut(max_rows):
+    from subspace_bayes.module import SubspaceClassifierModule
+    from subspace_bayes.predictive import mc_probabilities_and_scores
+
+    from conftest import tiny_backbone, token_batch
+
+    module = SubspaceClassifierModule(tiny_backbone("bert"), 2, rank=4, covariance="diag").eval()
+    ids, mask = token_batch(n=5)
+    theta = module.sample_theta(8, torch.Generator().manual_seed(0)).detach()
+    batches = [{"input_ids": ids, "attention_mask": mask}]
+
+    def scorer(m, phi):  # a score of the draw-averaged features
+        return {"norm": phi.norm(dim=-1).numpy()}
+
+    probs, scores = mc_probabilities_and_scores(module, batches, theta, scorer, max_rows=max_rows)
+    with torch.no_grad():
+        separate = [torch.softmax(module(ids, mask, theta=theta[s : s + 1])[0].double(), -1) for s in range(8)]
+        phi = torch.stack([module.features(theta[s : s + 1], ids, mask) for s in range(8)]).mean(0)
+    np.testing.assert_allclose(probs, torch.stack(separate).numpy(), atol=1e-6)
+    np.testing.assert_allclose(scores["norm"], phi.norm(dim=-1).numpy(), rtol=1e-5)
