@@ -544,6 +544,9 @@ def test_draws_rule_takes_the_cheapest_row_no_worse_than_the_default():
     assert draws.decide(cells, cost)[0] == "antithetic|4"  # top 0 is cheaper but further from 64 draws
     cells[("sst2", 0)]["antithetic|4"] = [run(0.011)]
     assert draws.decide(cells, cost)[0] == "independent|8"
+    cells[("sst2", 0)]["antithetic|8"] = [run(0.008)]  # as costly as the default, and closer to 64 draws
+    cost["ratios"]["antithetic|8"] = [7.2]
+    assert draws.decide(cells, cost)[0] == "antithetic|8"
 
 
 def test_linearisation_block_in_the_docs_is_what_its_json_regenerates():
