@@ -125,6 +125,22 @@ def sample(texts: list[str], n: int, seed: int = SPLIT_SEED) -> list[str]:
     return [texts[i] for i in sorted(idx)]
 
 
+# -- paired differences ----------------------------------------------------------------------------------
+
+#: t_{0.975, n-1} for the 95% interval over n seeds.
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+def t_interval(diffs) -> tuple[float, float, int] | None:
+    """Mean of per-seed paired differences and the half-width of its 95% t-interval (None below 2 seeds)."""
+    import math
+
+    d = np.asarray(list(diffs), dtype=np.float64)
+    if len(d) < 2:
+        return None
+    return float(d.mean()), T_975[len(d)] * float(d.std(ddof=1)) / math.sqrt(len(d)), len(d)
+
+
 # -- resumable cells: one JSON file per (task, seed), safe for several processes -------------------------
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -122,18 +121,12 @@ def objective(cell: dict, row: str) -> float:
 
 
 def _paired(cells: dict, row: str, metric: str) -> str:
-    diffs = [
+    diff = tasks.t_interval(
         cells[(row, s)]["dev"][metric] - cells[(DEFAULT, s)]["dev"][metric]
         for s in SEEDS
         if (row, s) in cells and (DEFAULT, s) in cells
-    ]
-    if len(diffs) < 2:
-        return "n/a"
-    d = np.asarray(diffs)
-    return vi_convergence.verdict(
-        (float(d.mean()), vi_convergence.T_975[len(d)] * float(d.std(ddof=1)) / math.sqrt(len(d)), len(d)),
-        lower_is_better=metric != "accuracy",
     )
+    return "n/a" if diff is None else vi_convergence.verdict(diff, lower_is_better=metric != "accuracy")
 
 
 def render(cells: dict) -> str:

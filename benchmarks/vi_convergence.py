@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "vi_convergence"
@@ -38,8 +40,6 @@ SPECTRUM = ROOT / "benchmarks" / "results" / "vi_spectrum.json"
 SPECTRUM_START, SPECTRUM_END = "<!-- vi-spectrum:start -->", "<!-- vi-spectrum:end -->"
 SEEDS = (0, 1, 2, 3, 4)
 N_TRAIN, DEV = 400, slice(3000, 3500)
-#: t_{0.975, n-1} for the 95% interval over n seeds.
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
 
 #: row -> estimator settings ("before" runs the previous release's defaults).
 ROWS = {
@@ -190,15 +190,11 @@ def load_cells() -> dict:
 
 def paired(cells: dict, row: str, split: str, metric: str, against: str = BEFORE) -> tuple[float, float, int] | None:
     """Mean over seeds of ``row - against`` and the half-width of its 95% t-interval."""
-    diffs = [
+    return tasks.t_interval(
         cells[(row, s)][split][metric] - cells[(against, s)][split][metric]
         for s in SEEDS
         if (row, s) in cells and (against, s) in cells
-    ]
-    if len(diffs) < 2:
-        return None
-    d = np.asarray(diffs)
-    return float(d.mean()), T_975[len(d)] * float(d.std(ddof=1)) / math.sqrt(len(d)), len(d)
+    )
 
 
 def verdict(diff: tuple[float, float, int] | None, lower_is_better: bool) -> str:

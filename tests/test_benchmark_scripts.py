@@ -569,3 +569,36 @@ def test_linearisation_is_exact_for_the_head_and_not_for_the_cores(tiny_bert_dir
     assert out["head"]["unexplained"] < 1e-8  # logits are linear in the head's entries
     assert out["cores"]["unexplained"] > 1e-6 and 0 < out["all"]["unexplained"] < 1
     assert {"nll", "ece"} <= set(out["all"]["glm"]) and {"nll", "ece"} <= set(out["all"]["mc"])
+
+
+def test_protocol_cell_has_every_row_on_dev_and_test_and_renders_paired_intervals(tiny_bert_dir, monkeypatch):
+    # The bookkeeping of benchmarks/protocol.py on a tiny backbone: every row, both splits, five metrics.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    protocol = _script("protocol")
+    monkeypatch.setattr(protocol, "ENSEMBLE", 2)
+    tiny = dict(backbone=tiny_bert_dir, rank=2, max_length=24, batch_size=16, device="cpu")
+    cells = {("sst2", s): protocol.run_cell("sst2", s, quick=True, **tiny) for s in (0, 1)}
+    rows = cells[("sst2", 0)]["rows"]
+    expected = {"label prior", "MAP", "MAP + temperature", "deep ensemble (2 MAP)", "Laplace (L-LoRA-XS, GLM)"}
+    expected |= {"SWAG (B-LoRA-XS)", "default", *protocol.CANDIDATES, "default, 4 draws", "default, 16 draws"}
+    assert set(rows) == expected
+    for row in rows.values():
+        assert set(row) == {"dev", "test"} and all(set(v) == set(protocol.METRICS) for v in row.values())
+    assert rows["MAP"]["test"] != rows["MAP + temperature"]["test"]  # the temperature did something
+    page = protocol.render(cells)
+    assert "### sst2" in page and "| default − MAP |" in page and "| default, head prior 0.3 − default |" in page
+    diff = protocol.paired(cells, "sst2", "default", "MAP", "test", "nll")
+    seeds = [c["rows"]["default"]["test"]["nll"] - c["rows"]["MAP"]["test"]["nll"] for c in cells.values()]
+    assert diff[0] == pytest.approx(np.mean(seeds)) and diff[2] == 2
+    assert protocol.verdict((0.01, 0.02, 5), "nll").endswith("(no difference detected)")
+    assert protocol.verdict((0.03, 0.02, 5), "accuracy").endswith("(better)")
+
+
+def test_protocol_page_is_what_its_cells_regenerate(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    protocol = _script("protocol")
+    cells = protocol.load_cells()
+    if not cells:
+        assert not protocol.PAGE.exists()
+        return
+    assert protocol.PAGE.read_text() == protocol.render(cells)

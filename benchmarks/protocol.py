@@ -1,0 +1,244 @@
+"""The evidence protocol (issue 25): the rows a reader compares, on learnable tasks, chosen on dev, reported on test.
+
+    python benchmarks/protocol.py --worker 0/2 &   # cells not stored yet; two processes share them
+    python benchmarks/protocol.py --worker 1/2 &
+    python benchmarks/protocol.py --table-only      # rewrite docs/protocol.md from the stored cells
+    python benchmarks/protocol.py --quick           # one tiny cell on MiniLM, nothing written: the bookkeeping
+
+Tasks and splits: ``benchmarks/tasks.py`` (SST-2, AG News, TREC-6, SUBJ, CR; a train pool, a dev split
+of 500 texts where every choice is made, and a test split of 500-1,000 texts read only for
+reporting). Per task and seed: ``N_TRAIN`` training examples drawn with the seed, MiniLM, today's
+estimator defaults unless a row says otherwise. Rows:
+
+- *label prior*: the training class frequencies for every input;
+- *MAP*: the posterior mean of the Laplace fit below (one training run: MAP, then its curvature);
+- *MAP + temperature*: MAP with one temperature fitted on the dev split (500 texts; scikit-learn's
+  ``CalibratedClassifierCV(method="temperature")`` on the frozen model);
+- *deep ensemble (5 MAP)*: that MAP run and four more with other seeds, probabilities averaged;
+- *Laplace (L-LoRA-XS, GLM)*: the full Laplace approximation at the MAP, linearised predictive;
+- *SWAG (B-LoRA-XS)*: MAP burn-in for half the epochs, then constant-rate snapshots;
+- *default*: ``BayesianSubspaceClassifier()`` (VI, low-rank + diagonal, Bayesian head, 8 draws);
+- candidates for the defaults being decided (each a change of one setting from the default), and
+  the default fit predicting with 4 and 16 draws.
+
+Metrics per split: accuracy, ECE (15 equal-width bins), NLL, Brier, AURC (risk-coverage by
+``1 - max p``). Intervals: the mean over seeds of the per-seed paired difference (same seed, same
+examples) with a 95% t-interval (t with n - 1 degrees of freedom). "better"/"worse" only where the
+interval excludes 0; otherwise "no difference detected". Cells (one JSON per task and seed) are
+resumable and safe to run in parallel. Budget: about 20 minutes of one core per cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "protocol"
+PAGE = ROOT / "docs" / "protocol.md"
+TASKS = ("sst2", "agnews", "trec", "subj", "cr")
+SEEDS = (0, 1, 2, 3, 4)
+N_TRAIN, ENSEMBLE = 500, 5
+METRICS = ("accuracy", "ece", "nll", "brier", "aurc")
+LOWER_IS_BETTER = {"accuracy": False, "ece": True, "nll": True, "brier": True, "aurc": True}
+#: One setting changed from the default, per default being decided.
+CANDIDATES = {
+    "default, point-estimate head": {"bayesian_head": False},
+    "default, head prior 0.3": {"head_prior_std": 0.3},
+    "default, diagonal covariance": {"covariance": "diag"},
+    "default, random projection": {"projection": "random"},
+}
+#: The default fit, predicting with other numbers of draws.
+DRAW_COUNTS = (4, 16)
+BASELINES = ("label prior", "MAP", "MAP + temperature", f"deep ensemble ({ENSEMBLE} MAP)")
+BAYESIAN = ("Laplace (L-LoRA-XS, GLM)", "SWAG (B-LoRA-XS)", "default")
+_CANDIDATE_ROWS = (*CANDIDATES, *(f"default, {S} draws" for S in DRAW_COUNTS))
+
+
+def scores(y: np.ndarray, p: np.ndarray) -> dict:
+    """The five metrics of one split's predictive probabilities ``p`` (N, C) for labels ``y`` (indices)."""
+    from subspace_bayes.metrics import aurc, brier_score, expected_calibration_error, negative_log_likelihood
+
+    labels = np.arange(p.shape[1])
+    return {
+        "accuracy": float((p.argmax(1) == y).mean()),
+        "ece": float(expected_calibration_error(y, p, labels=labels)),
+        "nll": float(negative_log_likelihood(y, p, labels=labels)),
+        "brier": float(brier_score(y, p, labels=labels)),
+        "aurc": float(aurc(y, p, labels=labels)),
+    }
+
+
+def _splits(task, seed: int, quick: bool):
+    X, y = task.train(40 if quick else N_TRAIN, seed)
+    n = 20 if quick else None
+    dev = (task.dev[0][:n], task.dev[1][:n]) if quick else task.dev
+    test = (task.test[0][:n], task.test[1][:n]) if quick else task.test
+    return (X, y), dev, test
+
+
+def run_cell(task_name: str, seed: int, quick: bool = False, **overrides) -> dict:
+    """Every row's dev and test metrics for one task and seed (``overrides``: estimator settings for every fit)."""
+    import torch
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from subspace_bayes import BayesianSubspaceClassifier
+    from subspace_bayes.posteriors import PointMass
+
+    torch.set_num_threads(1)
+    (X, y), (X_dev, y_dev), (X_test, y_test) = _splits(tasks.load(task_name), seed, quick)
+    common = {"random_state": seed, "verbose": 0, **({"max_epochs": 1} if quick else {}), **overrides}
+    cell, seconds = {"task": task_name, "seed": seed, "rows": {}}, {}
+
+    def record(row: str, model, predict, t: float) -> None:
+        enc = {name: np.searchsorted(model.classes_, ys) for name, ys in (("dev", y_dev), ("test", y_test))}
+        cell["rows"][row] = {name: scores(enc[name], predict(Xs)) for name, Xs in (("dev", X_dev), ("test", X_test))}
+        seconds[row] = round(t, 1)
+
+    classes, counts = np.unique(y, return_counts=True)
+    prior = counts / counts.sum()
+    cell["rows"]["label prior"] = {
+        name: scores(np.searchsorted(classes, ys), np.tile(prior, (len(ys), 1)))
+        for name, ys in (("dev", y_dev), ("test", y_test))
+    }
+
+    start = time.perf_counter()
+    laplace = BayesianSubspaceClassifier(posterior="laplace", predictive="glm", **common).fit(X, y)
+    t_map = time.perf_counter() - start
+    posterior = laplace.module_.posterior
+    laplace.module_.posterior = PointMass.from_mean(posterior.mean.detach())  # MAP: the Laplace fit's mode
+    record("MAP", laplace, laplace.predict_proba, t_map)
+    temperature = CalibratedClassifierCV(FrozenEstimator(laplace), method="temperature").fit(X_dev, y_dev)
+    record("MAP + temperature", laplace, temperature.predict_proba, t_map)
+    members, t_ens = [laplace], t_map
+    for k in range(1, ENSEMBLE):
+        start = time.perf_counter()
+        member = BayesianSubspaceClassifier(posterior="map", **{**common, "random_state": 1000 * k + seed})
+        members.append(member.fit(X, y))
+        t_ens += time.perf_counter() - start
+    ensemble = lambda Z: np.mean([m.predict_proba(Z) for m in members], axis=0)
+    record(f"deep ensemble ({ENSEMBLE} MAP)", laplace, ensemble, t_ens)
+    laplace.module_.posterior = posterior
+    record("Laplace (L-LoRA-XS, GLM)", laplace, laplace.predict_proba, t_map)
+
+    for row, settings in {"SWAG (B-LoRA-XS)": {"posterior": "swag"}, "default": {}, **CANDIDATES}.items():
+        start = time.perf_counter()
+        model = BayesianSubspaceClassifier(**{**common, **settings}).fit(X, y)
+        record(row, model, model.predict_proba, time.perf_counter() - start)
+        if row == "default":
+            for S in DRAW_COUNTS:
+                record(f"default, {S} draws", model, model.set_params(n_samples=S).predict_proba, 0.0)
+            model.set_params(n_samples=8)
+    cell["fit_seconds"] = seconds
+    return cell
+
+
+def load_cells() -> dict:
+    return tasks.load_cells(RESULTS, TASKS, SEEDS)
+
+
+def paired(cells: dict, task: str, row: str, against: str, split: str, metric: str) -> tuple[float, float, int] | None:
+    """Mean over seeds of ``row - against`` on one task, and the half-width of its 95% t-interval."""
+    return tasks.t_interval(
+        c["rows"][row][split][metric] - c["rows"][against][split][metric]
+        for (t, _), c in sorted(cells.items())
+        if t == task and row in c["rows"] and against in c["rows"]
+    )
+
+
+def verdict(diff: tuple[float, float, int] | None, metric: str) -> str:
+    if diff is None:
+        return "–"
+    mean, half, _ = diff
+    text = f"{mean:+.3f} ± {half:.3f}"
+    if abs(mean) <= half:
+        return f"{text} (no difference detected)"
+    return f"{text} ({'better' if (mean < 0) == LOWER_IS_BETTER[metric] else 'worse'})"
+
+
+def beats_label_prior(cells: dict, task: str) -> bool:
+    """Whether any trained row has a lower mean test NLL than the label prior (else the task is reported apart)."""
+    mine = [c for (t, _), c in cells.items() if t == task]
+    mean = lambda row: np.mean([c["rows"][row]["test"]["nll"] for c in mine if row in c["rows"]])
+    return any(mean(row) < mean("label prior") for row in mine[0]["rows"] if row != "label prior")
+
+
+def _task_table(cells: dict, task: str, split: str) -> list[str]:
+    mine = [c for (t, _), c in sorted(cells.items()) if t == task]
+    rows = (*BASELINES, *BAYESIAN, *_CANDIDATE_ROWS)
+    lines = [
+        f"| row ({split}, mean of {len(mine)} seeds) | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for row in rows:
+        values = [[c["rows"][row][split][m] for c in mine if row in c["rows"]] for m in METRICS]
+        if values[0]:
+            lines.append(f"| {row} | " + " | ".join(f"{np.mean(v):.3f}" for v in values) + " |")
+    return lines
+
+
+def _paired_table(cells: dict, task: str, split: str, comparisons: list[tuple[str, str]]) -> list[str]:
+    lines = ["| comparison | " + " | ".join(f"Δ {m}" for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for row, against in comparisons:
+        lines.append(
+            f"| {row} − {against} | "
+            + " | ".join(verdict(paired(cells, task, row, against, split, m), m) for m in METRICS)
+            + " |"
+        )
+    return lines
+
+
+def render(cells: dict) -> str:
+    tasks_done = sorted({t for t, _ in cells}, key=TASKS.index)
+    lines = [
+        "# The evidence protocol (issue 25)",
+        "",
+        "Generated by `python benchmarks/protocol.py` from benchmarks/results/protocol/ (one JSON per task and "
+        "seed); its docstring states the protocol. Candidates are compared with the default on **dev**, where "
+        "the choice is made; the default is compared with MAP and MAP + temperature on **test**, read only for "
+        "reporting. Differences: mean over seeds of the paired per-seed difference, 95% t-interval; fewer than "
+        "5 seeds is an interim reading.",
+    ]
+    learned = [t for t in tasks_done if beats_label_prior(cells, t)]
+    for title, group in (
+        ("Tasks the backbone learns at this budget", learned),
+        ("Tasks where nothing beats the label prior (reported apart)", [t for t in tasks_done if t not in learned]),
+    ):
+        if not group:
+            continue
+        lines += ["", f"## {title}"]
+        for task in group:
+            lines += ["", f"### {task}", "", *_task_table(cells, task, "test"), ""]
+            lines += _paired_table(cells, task, "test", [("default", "MAP"), ("default", "MAP + temperature")])
+            lines += ["", "Candidates against the default, on dev:", ""]
+            lines += _paired_table(cells, task, "dev", [(row, "default") for row in _CANDIDATE_ROWS])
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", default="0/1", help="i/n: run every n-th missing cell from the i-th")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one tiny cell, nothing written: the bookkeeping")
+    args = parser.parse_args()
+    if args.quick:
+        print(render({("sst2", 0): run_cell("sst2", 0, quick=True), ("sst2", 1): run_cell("sst2", 1, quick=True)}))
+        return
+    if not args.table_only:
+        tasks.run_cells(RESULTS, [(t, s) for s in SEEDS for t in TASKS], run_cell, args.worker)
+    cells = load_cells()
+    if cells:
+        PAGE.write_text(render(cells))
+        print(render(cells))
+
+
+if __name__ == "__main__":
+    main()
