@@ -1,16 +1,19 @@
-"""Fewer draws for the same predictive: independent vs antithetic vs Sobol draws against 64 independent ones.
+"""Cheaper Bayesian prediction: fewer or cheaper draws (antithetic, Sobol, top-k blocks) against 64 independent ones.
 
     python benchmarks/draws.py --worker 0/2 &     # cells not stored yet; two processes share them
     python benchmarks/draws.py --worker 1/2 &
     python benchmarks/draws.py --table-only       # rewrite the docs block from the stored cells
     python benchmarks/draws.py --quick            # the bookkeeping on a few texts (nothing written)
+    python benchmarks/draws.py --cost             # each row's cost against a MAP prediction (idle machine)
 
 Protocol (issue 29; tasks and splits of ``benchmarks/tasks.py``): per task and seed, the default model
 on 500 training examples; on the dev split (where the choice of a default is made), the predictive of
-64 independent draws is the reference, and every scheme predicts with S = 2, 4 and 8 draws, ``REPEATS``
-times with different prediction seeds. Per call: ECE and NLL minus the reference's, and the mean
-absolute difference of the per-example probabilities (mean |Δp|). The block reports, per scheme and S,
-the mean over cells and repeats of the absolute differences and the worst cell.
+64 independent draws is the reference, and every scheme predicts with S = 2, 4 and 8 draws, and
+``sampled_layers`` = 0-3 with 8 independent draws, ``REPEATS`` times with different prediction seeds.
+Per call: ECE and NLL minus the reference's, and the mean absolute difference of the per-example
+probabilities (mean |Δp|). The block reports, per scheme and S, the mean over cells and repeats of the
+absolute differences and the worst cell; ``decide`` applies the rule for the default, fixed before
+the cells were read.
 Cells are stored one file each in benchmarks/results/draws/ (resumable, safe in parallel).
 """
 
@@ -89,12 +92,10 @@ def _repeats(clf, X_dev, y_dev, p_ref, ref, **settings) -> list[dict]:
 
 #: (row key, estimator settings) timed by ``--cost``; the row keys are those of the quality table.
 TIMED = {
-    "independent|2": {"n_samples": 2},
-    "independent|4": {"n_samples": 4},
-    "independent|8": {"n_samples": 8},
+    **{f"{scheme}|{S}": {"n_samples": S, "draws": scheme} for scheme in SCHEMES for S in SAMPLE_COUNTS},
     **{f"top {k}|8": {"n_samples": 8, "sampled_layers": k} for k in SAMPLED_LAYERS},
 }
-COST_REPEATS, COST_TEXTS = 7, 500
+COST_REPEATS, COST_TEXTS = 5, 500
 
 
 def run_cost() -> dict:
@@ -124,7 +125,7 @@ def run_cost() -> dict:
                 seconds[name] = timed(lambda: clf._predict_with(mean_prediction, X))[1]
             else:
                 seconds[name] = timed(lambda n=name: clf.set_params(**TIMED[n]).predict_proba(X))[1]
-                clf.set_params(sampled_layers=None, n_samples=8)
+                clf.set_params(sampled_layers=None, n_samples=8, draws="independent")
         for name in TIMED:
             ratios[name].append(seconds[name] / seconds["at the mean"])
     return {

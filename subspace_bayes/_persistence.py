@@ -135,11 +135,13 @@ class PersistenceMixin:
 
     #: What a parameter that an earlier release did not save meant then (it had no such parameter):
     #: no Bayesian head (before 0.1.0), the head under the cores' prior and a constant step (before
-    #: head_prior_std and lr_schedule). A parameter missing from this table takes today's default.
+    #: head_prior_std and lr_schedule), independent prediction draws (before ``draws``). A parameter
+    #: missing from this table takes today's default.
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "bayesian_head": False,
         "head_prior_std": None,
         "lr_schedule": "constant",
+        "draws": "independent",
     }
 
     @classmethod

@@ -99,9 +99,11 @@ def uncertainty_scores(sample_probs: np.ndarray) -> dict[str, np.ndarray]:
 
 #: Sequences per forward pass when draws are folded into the batch, by device type. On 2 CPU cores
 #: very large folded batches are slower than a few medium ones, while a GPU keeps gaining from wide
-#: batches. With every draw of ``FOLD_ROWS // S`` inputs per pass, 128 measured no slower than 64
-#: for 8 independent draws and faster with ``sampled_layers`` (its shared trunk then runs at
-#: batch 16 rather than 8): benchmarks/draws.py --cost.
+#: batches. With every draw of ``FOLD_ROWS // S`` inputs per pass, 128 was no slower than 64 for 8
+#: independent draws and faster with ``sampled_layers`` (its shared trunk then runs at batch 16
+#: rather than 8) in a one-off comparison on 400 SST-2 texts, 2 threads (noisy: 5.7-7.7x against
+#: 7.0-7.4x a MAP prediction; 1.05-1.3x against 1.4-1.6x for sampled_layers=0). The stored costs
+#: of each setting at 128 are benchmarks/draws.py --cost's.
 FOLD_ROWS = {"cpu": 128, "cuda": 4096}
 
 

@@ -107,12 +107,14 @@ def _features_at_mean(clf, X):
 
 
 def test_uncertainty_scores_read_the_draw_averaged_features_of_the_same_passes(fitted, toy_test):
+    from subspace_bayes.predictive import posterior_draws
+
     # predict_uncertainty's feature scores = the scores of (1/S) sum_s phi(x; theta_s) for the draws it used
     X = toy_test[0]
     u = fitted.predict_uncertainty(X)
     assert {"knn_distance", "novelty", "feature_distance"} <= set(u)
     generator = fitted._predict_generator()
-    theta = fitted.module_.posterior.rsample(fitted.n_samples, generator=generator)
+    theta = posterior_draws(fitted.module_.posterior, fitted.n_samples, generator, fitted.draws).detach()
     order = coerce_texts(X).by_length()
     with torch.no_grad():
         feats = torch.cat(
