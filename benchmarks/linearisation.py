@@ -69,7 +69,7 @@ def measure(clf, X, y_enc) -> dict:
 
     module, q = clf.module_.eval(), clf.module_.posterior
     mu = q.mean.detach()
-    batches = [b for b, _ in clf._loader(_dataset(clf, X))]
+    batches = [b for b, _ in clf._loader(_dataset(X))]
     g_mu, J = [], []
     for batch in batches:
         logits, jac = module.logit_jacobians(batch, mu, contrasts=True)
@@ -107,7 +107,7 @@ def _covariance(q, held):
     return cov
 
 
-def _dataset(clf, X):
+def _dataset(X):
     from subspace_bayes.text import TextDataset, coerce_texts
 
     return TextDataset(coerce_texts(X))

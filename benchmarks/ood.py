@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -60,7 +59,6 @@ CHOICE_PAIRS = (
 )
 METHODS = {"MAP": {"posterior": "map"}, "default": {}}
 KS = (1, 5, 10, 20, 50)
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}
 
 
 def shift(task: str, out: str) -> str:
@@ -311,19 +309,13 @@ def choose(cells: dict) -> dict:
     }
 
 
-def paired(a: list[float], b: list[float]) -> tuple[float, float] | None:
-    if len(a) != len(b) or len(a) < 2:
-        return None
-    d = np.asarray(a) - np.asarray(b)
-    return float(d.mean()), T_975[len(d)] * float(d.std(ddof=1)) / math.sqrt(len(d))
+def paired(a: list[float], b: list[float]) -> tuple[float, float, int] | None:
+    """Paired by seed: ``a - b`` with its 95% t-interval (None unless both have the same seeds, at least 2)."""
+    return tasks.t_interval(np.asarray(a) - np.asarray(b)) if len(a) == len(b) else None
 
 
 def _diff_text(diff) -> str:
-    if diff is None:
-        return "n/a"
-    mean, half = diff
-    verdict = "no difference detected" if abs(mean) <= half else ("better" if mean > 0 else "worse")
-    return f"{mean:+.3f} ± {half:.3f} ({verdict})"
+    return tasks.verdict(diff, lower_is_better=False)  # AUROC: higher is better
 
 
 def _pair_name(pair: tuple[str, str]) -> str:

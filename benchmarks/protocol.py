@@ -155,13 +155,7 @@ def paired(cells: dict, task: str, row: str, against: str, split: str, metric: s
 
 
 def verdict(diff: tuple[float, float, int] | None, metric: str) -> str:
-    if diff is None:
-        return "–"
-    mean, half, _ = diff
-    text = f"{mean:+.3f} ± {half:.3f}"
-    if abs(mean) <= half:
-        return f"{text} (no difference detected)"
-    return f"{text} ({'better' if (mean < 0) == LOWER_IS_BETTER[metric] else 'worse'})"
+    return tasks.verdict(diff, LOWER_IS_BETTER[metric], missing="–")
 
 
 def beats_label_prior(cells: dict, task: str) -> bool:

@@ -141,6 +141,17 @@ def t_interval(diffs) -> tuple[float, float, int] | None:
     return float(d.mean()), T_975[len(d)] * float(d.std(ddof=1)) / math.sqrt(len(d)), len(d)
 
 
+def verdict(diff: tuple[float, float, int] | None, lower_is_better: bool, missing: str = "n/a") -> str:
+    """``"+0.012 ± 0.011 (worse)"``: a :func:`t_interval` with "better"/"worse" only where it excludes 0."""
+    if diff is None:
+        return missing
+    mean, half, _ = diff
+    text = f"{mean:+.3f} ± {half:.3f}"
+    if abs(mean) <= half:
+        return f"{text} (no difference detected)"
+    return f"{text} ({'better' if (mean < 0) == lower_is_better else 'worse'})"
+
+
 # -- resumable cells: one JSON file per (task, seed), safe for several processes -------------------------
 
 

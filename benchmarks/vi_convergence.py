@@ -197,15 +197,8 @@ def paired(cells: dict, row: str, split: str, metric: str, against: str = BEFORE
     )
 
 
-def verdict(diff: tuple[float, float, int] | None, lower_is_better: bool) -> str:
-    if diff is None:
-        return "n/a"
-    mean, half, _ = diff
-    text = f"{mean:+.3f} ± {half:.3f}"
-    if abs(mean) <= half:
-        return f"{text} (no difference detected)"
-    better = (mean < 0) == lower_is_better
-    return f"{text} ({'better' if better else 'worse'})"
+#: A paired difference as text (shared with the other benchmarks).
+verdict = tasks.verdict
 
 
 def render(cells: dict) -> str:
