@@ -18,8 +18,10 @@ estimator defaults unless a row says otherwise. Rows:
 - *Laplace (L-LoRA-XS, GLM)*: the full Laplace approximation at the MAP, linearised predictive;
 - *SWAG (B-LoRA-XS)*: MAP burn-in for half the epochs, then constant-rate snapshots;
 - *default*: ``BayesianSubspaceClassifier()`` (VI, low-rank + diagonal, Bayesian head, 8 draws);
-- candidates for the defaults being decided (each a change of one setting from the default), and
-  the default fit predicting with 4 and 16 draws.
+- candidates for the defaults being decided (each a change of one setting from the default:
+  point-estimate head, head prior 0.3, diagonal covariance, random projection, empirical-Bayes priors),
+  and the default fit predicting with 4 and 16 draws. ``RULE`` decides each on dev; it was fixed in
+  code before any cell of the grid was read.
 
 Metrics per split: accuracy, ECE (15 equal-width bins), NLL, Brier, AURC (risk-coverage by
 ``1 - max p``). Intervals: the mean over seeds of the per-seed paired difference (same seed, same
@@ -54,12 +56,32 @@ CANDIDATES = {
     "default, head prior 0.3": {"head_prior_std": 0.3},
     "default, diagonal covariance": {"covariance": "diag"},
     "default, random projection": {"projection": "random"},
+    "default, empirical-Bayes priors": {"prior_std": "auto", "head_prior_std": "auto", "bayesian_head": True},
 }
 #: The default fit, predicting with other numbers of draws.
 DRAW_COUNTS = (4, 16)
 BASELINES = ("label prior", "MAP", "MAP + temperature", f"deep ensemble ({ENSEMBLE} MAP)")
 BAYESIAN = ("Laplace (L-LoRA-XS, GLM)", "SWAG (B-LoRA-XS)", "default")
 _CANDIDATE_ROWS = (*CANDIDATES, *(f"default, {S} draws" for S in DRAW_COUNTS))
+#: The default each candidate row would change (the rule below decides it; fixed before any cell was read).
+DECIDES = {
+    "default, point-estimate head": "bayesian_head",
+    "default, head prior 0.3": "head_prior_std",
+    "default, diagonal covariance": "covariance / cov_rank",
+    "default, random projection": "projection",
+    "default, empirical-Bayes priors": "prior_std",
+    "default, 4 draws": "n_samples",
+    "default, 16 draws": "n_samples",
+}
+#: Candidates that cost less than the default (fewer variational parameters, half the prediction passes):
+#: they may replace it on a tie; every other candidate must be better.
+CHEAPER = ("default, diagonal covariance", "default, 4 draws")
+RULE = (
+    "A candidate replaces the default when, on **dev**, it is worse on no task (no per-task interval of NLL, ECE "
+    "or accuracy excludes 0 on the worse side, nor the pooled one) and either its pooled NLL is better (interval "
+    "over all task-seed pairs excludes 0) or it costs less (diagonal covariance, 4 draws) and no pooled "
+    "difference in NLL or ECE is detected. A decision is final with all 25 cells; before that it is interim."
+)
 
 
 def scores(y: np.ndarray, p: np.ndarray) -> dict:
@@ -158,6 +180,36 @@ def verdict(diff: tuple[float, float, int] | None, metric: str) -> str:
     return tasks.verdict(diff, LOWER_IS_BETTER[metric], missing="–")
 
 
+def pooled(cells: dict, row: str, against: str, split: str, metric: str) -> tuple[float, float, int] | None:
+    """Mean over every (task, seed) pair of ``row - against``, with its 95% t-interval half-width."""
+    return tasks.t_interval(
+        c["rows"][row][split][metric] - c["rows"][against][split][metric]
+        for _, c in sorted(cells.items())
+        if row in c["rows"] and against in c["rows"]
+    )
+
+
+def decide(cells: dict, row: str) -> str:
+    """The rule (``RULE``) applied on dev to one candidate row: "replaces the default", "keeps the default"."""
+    task_names = sorted({t for t, _ in cells})
+
+    def worse(diff, metric) -> bool:
+        return diff is not None and diff[2] > 1 and "(worse)" in verdict(diff, metric)
+
+    metrics = ("nll", "ece", "accuracy")
+    if any(worse(paired(cells, t, row, "default", "dev", m), m) for t in task_names for m in metrics):
+        return "keeps the default (worse on a task)"
+    if any(worse(pooled(cells, row, "default", "dev", m), m) for m in metrics):
+        return "keeps the default (worse pooled)"
+    nll, ece = (pooled(cells, row, "default", "dev", m) for m in ("nll", "ece"))
+    if nll is not None and "(better)" in verdict(nll, "nll"):
+        return "replaces the default (better pooled NLL)"
+    tie = all(d is not None and "(no difference detected)" in verdict(d, m) for d, m in ((nll, "nll"), (ece, "ece")))
+    if row in CHEAPER and tie:
+        return "replaces the default (cheaper, no difference detected)"
+    return "keeps the default (not better)"
+
+
 def beats_label_prior(cells: dict, task: str) -> bool:
     """Whether any trained row has a lower mean test NLL than the label prior (else the task is reported apart)."""
     mine = [c for (t, _), c in cells.items() if t == task]
@@ -201,6 +253,21 @@ def render(cells: dict) -> str:
         "reporting. Differences: mean over seeds of the paired per-seed difference, 95% t-interval; fewer than "
         "5 seeds is an interim reading.",
     ]
+    final = len(cells) == len(TASKS) * len(SEEDS)
+    lines += [
+        "",
+        "## Decisions (dev)"
+        if final
+        else f"## Decisions (dev; interim, {len(cells)} of {len(TASKS) * len(SEEDS)} cells)",
+        "",
+        RULE,
+        "",
+        "| candidate | default it decides | pooled Δ NLL (dev) | pooled Δ ECE (dev) | decision |",
+        "|---|---|---|---|---|",
+    ]
+    for row in _CANDIDATE_ROWS:
+        nll, ece = (verdict(pooled(cells, row, "default", "dev", m), m) for m in ("nll", "ece"))
+        lines.append(f"| {row} | `{DECIDES[row]}` | {nll} | {ece} | {decide(cells, row)} |")
     learned = [t for t in tasks_done if beats_label_prior(cells, t)]
     for title, group in (
         ("Tasks the backbone learns at this budget", learned),

@@ -127,8 +127,39 @@ def sample(texts: list[str], n: int, seed: int = SPLIT_SEED) -> list[str]:
 
 # -- paired differences ----------------------------------------------------------------------------------
 
-#: t_{0.975, n-1} for the 95% interval over n seeds.
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+#: Two-sided 95% quantile of Student's t with n - 1 degrees of freedom, by n (``scipy.stats.t.ppf(0.975, n - 1)``,
+#: three decimals); up to 30 pairs, enough for every (task, seed) pair of the protocol grid.
+T_975 = {
+    2: 12.706,
+    3: 4.303,
+    4: 3.182,
+    5: 2.776,
+    6: 2.571,
+    7: 2.447,
+    8: 2.365,
+    9: 2.306,
+    10: 2.262,
+    11: 2.228,
+    12: 2.201,
+    13: 2.179,
+    14: 2.160,
+    15: 2.145,
+    16: 2.131,
+    17: 2.120,
+    18: 2.110,
+    19: 2.101,
+    20: 2.093,
+    21: 2.086,
+    22: 2.080,
+    23: 2.074,
+    24: 2.069,
+    25: 2.064,
+    26: 2.060,
+    27: 2.056,
+    28: 2.052,
+    29: 2.048,
+    30: 2.045,
+}
 
 
 def t_interval(diffs) -> tuple[float, float, int] | None:

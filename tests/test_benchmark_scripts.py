@@ -592,6 +592,37 @@ def test_protocol_cell_has_every_row_on_dev_and_test_and_renders_paired_interval
     assert diff[0] == pytest.approx(np.mean(seeds)) and diff[2] == 2
     assert protocol.verdict((0.01, 0.02, 5), "nll").endswith("(no difference detected)")
     assert protocol.verdict((0.03, 0.02, 5), "accuracy").endswith("(better)")
+    assert set(protocol.DECIDES) == set(protocol._CANDIDATE_ROWS)
+    assert "## Decisions (dev; interim, 2 of 25 cells)" in page
+
+
+def test_protocol_decision_rule_on_constructed_cells(monkeypatch):
+    # The rule fixed before the grid ran: better pooled NLL and worse nowhere replaces; a cheaper row may
+    # replace on a tie; a row worse on one task never replaces.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    protocol = _script("protocol")
+    rng = np.random.default_rng(0)
+
+    def cells(shift: dict) -> dict:
+        out = {}
+        for t in protocol.TASKS:
+            for s in protocol.SEEDS:
+                base = {m: float(rng.uniform(0.2, 0.6)) for m in protocol.METRICS}
+                rows = {"default": {"dev": base}}
+                for row, (d, noise) in shift.items():
+                    mean = d.get(t, d.get("*", 0.0))
+                    rows[row] = {
+                        "dev": {m: base[m] + (mean if m != "accuracy" else 0.0) + rng.normal(0, noise) for m in base}
+                    }
+                out[(t, s)] = {"rows": rows}
+        return out
+
+    c = cells({"default, random projection": ({"*": -0.02}, 1e-3), "default, 4 draws": ({}, 1e-4)})
+    assert protocol.decide(c, "default, random projection").startswith("replaces the default (better")
+    assert protocol.decide(c, "default, 4 draws").startswith("replaces the default (cheaper")
+    c = cells({"default, random projection": ({"*": -0.02, "trec": 0.03}, 1e-3), "default, 16 draws": ({}, 1e-4)})
+    assert protocol.decide(c, "default, random projection") == "keeps the default (worse on a task)"
+    assert protocol.decide(c, "default, 16 draws") == "keeps the default (not better)"  # a tie, but costlier
 
 
 def test_protocol_page_is_what_its_cells_regenerate(monkeypatch):
