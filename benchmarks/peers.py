@@ -9,9 +9,9 @@ sentences, batch size (32), epochs, max_length (128), threads and dropout (off) 
 r = 8 on query/value with an AdamW loop, our ``posterior="map"`` and our default (VI). Each runs
 under both batchings, so that ratios compare like with like: random batches (the plain loop a user
 writes; ``bucket_by_length=False``) and length buckets (:class:`~subspace_bayes.text.LengthBucketBatchSampler`
-for peft too; ``bucket_by_length=True``). Our fit time includes the pass that collects the
-feature statistics for the unfamiliar-inputs score. Predictions: ours sorts by length; peft is
-timed with random order and sorted. Each repetition runs every configuration, in reversed order
+for peft too, both sorting by token count; ``bucket_by_length=True``). Our fit time includes the pass that collects the
+feature statistics for the unfamiliar-inputs score. Predictions: ours sorts by token count; peft
+is timed with random order and sorted the same way. Each repetition runs every configuration, in reversed order
 every other repetition; the table gives medians and ranges over the repetitions. Peak memory comes
 from one fresh process per method. Writes a block into docs/cost.md and JSON to
 benchmarks/results/peers.json.
@@ -33,7 +33,7 @@ from torch import nn
 from subspace_bayes import BayesianSubspaceClassifier
 from subspace_bayes.backbones import load_backbone, load_tokenizer, pool
 from subspace_bayes.datasets import load_sst2
-from subspace_bayes.text import LengthBucketBatchSampler, TextDataset, coerce_texts
+from subspace_bayes.text import LengthBucketBatchSampler, TextCollator, TextDataset, coerce_texts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cost import PEAK_RSS_IMPORT, defaults_label, write_block  # the peak-memory probe, labels and page update
@@ -64,10 +64,15 @@ class PeftClassifier(nn.Module):
         return self.head(pool(hidden, attention_mask, "mean"))
 
 
-def batches(X, batching: str, generator: torch.Generator) -> list[list[int]]:
+def token_lengths(tok, X) -> np.ndarray:
+    """Tokens per text, as our estimator counts them to sort by length (the same for peft: like for like)."""
+    return TextCollator(tok, MAX_LENGTH).lengths(coerce_texts(X))
+
+
+def batches(X, batching: str, generator: torch.Generator, lengths: np.ndarray | None) -> list[list[int]]:
     """One epoch's batches: a shuffled order cut in batches, or length buckets (ours, for peft too)."""
     if batching == "buckets":
-        return list(LengthBucketBatchSampler(coerce_texts(X).lengths(), BATCH, generator))
+        return list(LengthBucketBatchSampler(lengths, BATCH, generator))
     order = torch.randperm(len(X), generator=generator).tolist()
     return [order[i : i + BATCH] for i in range(0, len(X), BATCH)]
 
@@ -79,8 +84,9 @@ def peft_fit(X, y, epochs: int, batching: str = "random", seed: int = 0) -> Peft
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     y = torch.as_tensor(y)
     generator = torch.Generator().manual_seed(seed)
+    lengths = token_lengths(tok, X) if batching == "buckets" else None  # once per fit, as ours
     for _ in range(epochs):
-        for idx in batches(X, batching, generator):
+        for idx in batches(X, batching, generator, lengths):
             enc = tok([X[j] for j in idx], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
             loss = nn.functional.cross_entropy(model(**enc), y[idx])
             optimizer.zero_grad()
@@ -92,7 +98,7 @@ def peft_fit(X, y, epochs: int, batching: str = "random", seed: int = 0) -> Peft
 @torch.no_grad()
 def peft_predict(model: PeftClassifier, X, sort: bool = False) -> np.ndarray:
     tok = load_tokenizer("minilm")
-    order = coerce_texts(X).by_length() if sort else np.arange(len(X))
+    order = np.argsort(token_lengths(tok, X), kind="stable") if sort else np.arange(len(X))
     out = []
     for i in range(0, len(X), BATCH):
         enc = tok([X[j] for j in order[i : i + BATCH]], padding=True, truncation=True, max_length=MAX_LENGTH,

@@ -96,6 +96,10 @@ class TrainingHooksMixin:
         """Tokenising collate function: inputs cut at :meth:`_max_tokens`, the truncation warning once per model."""
         return TextCollator(self.tokenizer_, self._max_tokens(), shown=self._shown())
 
+    def _length_order(self, inputs: TextInputs) -> np.ndarray:
+        """Indices that sort ``inputs`` by their token count (batches of similar length pad less)."""
+        return inputs.by_length(self._collator().lengths(inputs))
+
     def _max_tokens(self) -> int:
         """``max_length``, capped at what the backbone's position table holds (``max_positions_``)."""
         limit = getattr(self, "max_positions_", None)
@@ -276,7 +280,7 @@ class TrainingHooksMixin:
             # The batch sampler takes over batch_size, shuffle and drop_last (DataLoader refuses them next to it).
             batch_size, shuffle = kwargs.pop("batch_size", self.batch_size), kwargs.pop("shuffle", True)
             kwargs.pop("drop_last", None)
-            lengths = dataset.inputs.lengths()
+            lengths = dataset.token_lengths(self._collator())  # counted once, reused every epoch
             kwargs["batch_sampler"] = LengthBucketBatchSampler(
                 lengths, batch_size, self.shuffle_generator_, shuffle=shuffle
             )

@@ -706,7 +706,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         """
         self.module_.eval()
         if isinstance(dataset, TextDataset):
-            dataset = dataset.subset(dataset.inputs.by_length())
+            dataset = dataset.subset(self._length_order(dataset.inputs))
         features, labels = collect_features(self.module_, self._training_data(dataset).batches())
         self.module_.feature_gaussian.set_statistics(fit_feature_gaussian(features, labels, len(self.classes_)))
         if not hasattr(self.module_, "feature_neighbours"):  # a module pickled before it existed
@@ -767,7 +767,7 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         inputs = coerce_texts(X)
         self._check_input_form(inputs)
         warn_empty_texts(inputs, "predict")
-        order = inputs.by_length()
+        order = self._length_order(inputs)
         loader = self._loader(TextDataset(inputs.subset(order)))
         self.module_.eval()
         batches = ({k: to_device(v, self.device_) for k, v in Xi.items()} for Xi, _ in loader)

@@ -75,6 +75,12 @@ def make_toy_texts(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     return texts, np.array(labels)
 
 
+#: "Learns the toy task": accuracy on the 64 toy test texts at least this (40 of 64; chance is 0.5, and
+#: 40 or more correct has probability 0.03 under chance). tiny_kwargs fits reach 0.64-0.78 over seeds 0-5 and
+#: every batching (random, character-length and token-length buckets), so a higher bar tests the seed.
+TOY_LEARNED = 0.625
+
+
 @pytest.fixture(scope="session")
 def toy_data():
     return make_toy_texts(96, seed=0)

@@ -102,9 +102,10 @@ def test_peer_table_gives_verdicts_against_the_targets():
     result["default_batching"] = "random"
     rows = {line.split(" | ")[0].lstrip("| "): line for line in peers.table(result).splitlines() if " / " in line}
     assert "1.100 (0.880–1.320) | <= 1.0 | missed" in rows["our default (VI) (random) / plain peft loop (random)"]
-    shuffled = peers.batches(list("abcde"), "random", torch.Generator().manual_seed(0))
+    shuffled = peers.batches(list("abcde"), "random", torch.Generator().manual_seed(0), None)
     assert sorted(i for b in shuffled for i in b) == [0, 1, 2, 3, 4] and shuffled != [[0, 1, 2, 3, 4]]
-    assert sorted(i for b in peers.batches(list("abcde"), "buckets", torch.Generator()) for i in b) == [0, 1, 2, 3, 4]
+    buckets = peers.batches(list("abcde"), "buckets", torch.Generator(), np.array([3, 1, 4, 1, 5]))
+    assert sorted(i for b in buckets for i in b) == [0, 1, 2, 3, 4]
 
 
 def test_spectrum_summary_of_known_spectra():

@@ -115,7 +115,7 @@ def test_uncertainty_scores_read_the_draw_averaged_features_of_the_same_passes(f
     assert {"knn_distance", "novelty", "feature_distance"} <= set(u)
     generator = fitted._predict_generator()
     theta = posterior_draws(fitted.module_.posterior, fitted.n_samples, generator, fitted.draws).detach()
-    order = coerce_texts(X).by_length()
+    order = fitted._length_order(coerce_texts(X))
     with torch.no_grad():
         feats = torch.cat(
             [

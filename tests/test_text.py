@@ -96,3 +96,36 @@ def test_bucketed_fit_is_reproducible(tiny_bert_dir, toy_data, toy_test):
     a = BayesianSubspaceClassifier(**kw).fit(*toy_data).predict_proba(toy_test[0])
     b = BayesianSubspaceClassifier(**kw).fit(*toy_data).predict_proba(toy_test[0])
     np.testing.assert_array_equal(a, b)
+
+
+def test_token_lengths_are_what_a_batch_pads_to_and_are_counted_once_per_fit(fitted, monkeypatch):
+    # The estimator sorts by token count: each example's count equals its attention-mask length in a
+    # collated batch (special tokens in, truncation at max_length), for single texts and pairs alike.
+    from subspace_bayes.text import TextCollator, TextDataset
+
+    collator = fitted._collator()
+    texts = ["a good movie", "", "bad " * 40, "the plot was fine but the ending bad"]
+    for inputs in (coerce_texts(texts), coerce_texts([(t, "fine") for t in texts])):
+        counts = collator.lengths(inputs, chunk=3)  # chunks join up
+        X, _ = collator([(TextDataset(inputs)[i][0], 0) for i in range(len(inputs))])
+        np.testing.assert_array_equal(counts, X["attention_mask"].sum(1).numpy())
+        assert counts.max() == fitted.max_length  # the long text is cut
+    # Sorting by tokens pads less than sorting by characters here ("bad " is 4 characters, 1 token).
+    inputs = coerce_texts(["bad " * 6, "excellent wonderful", "ok", "unbelievably overwhelming performances"])
+    tokens, chars = collator.lengths(inputs), inputs.lengths()
+    assert inputs.by_length(tokens).tolist() != inputs.by_length().tolist()
+    assert np.argsort(tokens, kind="stable").tolist() == inputs.by_length(tokens).tolist()
+    slow = TextCollator(type("Slow", (), {"is_fast": False})(), max_length=32)
+    np.testing.assert_array_equal(slow.lengths(inputs), chars)  # a slow tokenizer: the free proxy
+    calls = []
+    counted = TextCollator.lengths
+    monkeypatch.setattr(TextCollator, "lengths", lambda self, inputs, **kw: calls.append(1) or counted(self, inputs))
+    clone = BayesianSubspaceClassifier(**{**fitted.get_params(), "max_epochs": 3}).fit(*_toy(fitted))
+    assert len(clone.history) == 3 and len(calls) == 2  # the buckets once for 3 epochs, the feature pass once
+
+
+def _toy(fitted):
+    from conftest import make_toy_texts
+
+    X, y = make_toy_texts(48, seed=3)
+    return X, fitted.classes_[y]
