@@ -37,6 +37,8 @@ COST_DEFAULTS = (
     "bucket_by_length",
     "predictive",
     "n_samples",
+    "draws",
+    "sampled_layers",
     "covariance",
     "cov_rank",
     "bayesian_head",

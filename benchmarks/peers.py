@@ -195,7 +195,8 @@ def table(r: dict) -> str:
         f"dropout off, {r['threads']} threads, {r['repetitions']} repetitions (configurations in reversed order "
         "every other one); predict on "
         f"{r['n_predict']} sentences. peft: LoRA r=8 on query/value, mean pooling, a linear head, a plain AdamW "
-        "loop. Each side runs with random batches and with length buckets (the same sampler); our fit includes "
+        "loop. Each side runs with random batches and with length buckets (the same sampler, by token count); "
+        "our fit includes "
         f"the pass that collects the feature statistics of the unfamiliar-inputs score. Our default batching: "
         f"**{default}**. Targets (issue 31) compare our default with the plain peft loop (random batches). "
         f"Estimator defaults: {r.get('defaults', '')}.",
