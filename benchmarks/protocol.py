@@ -192,6 +192,8 @@ def pooled(cells: dict, row: str, against: str, split: str, metric: str) -> tupl
 def decide(cells: dict, row: str) -> str:
     """The rule (``RULE``) applied on dev to one candidate row: "replaces the default", "keeps the default"."""
     task_names = sorted({t for t, _ in cells})
+    if pooled(cells, row, "default", "dev", "nll") is None:
+        return "no decision yet (fewer than 2 cells)"
 
     def worse(diff, metric) -> bool:
         return diff is not None and diff[2] > 1 and "(worse)" in verdict(diff, metric)
@@ -251,7 +253,9 @@ def render(cells: dict) -> str:
         "seed); its docstring states the protocol. Candidates are compared with the default on **dev**, where "
         "the choice is made; the default is compared with MAP and MAP + temperature on **test**, read only for "
         "reporting. Differences: mean over seeds of the paired per-seed difference, 95% t-interval; fewer than "
-        "5 seeds is an interim reading.",
+        "5 seeds is an interim reading. Cells computed at commit "
+        + ", ".join(sorted({c.get("code", "unrecorded") for c in cells.values()}))
+        + ".",
     ]
     final = len(cells) == len(TASKS) * len(SEEDS)
     lines += [

@@ -198,11 +198,45 @@ def load_cells(results: Path, task_names, seeds) -> dict:
     return {key: json.loads(p.read_text()) for key, p in paths.items() if p.exists()}
 
 
-def run_cells(results: Path, keys: list[tuple[str, int]], run, worker: str = "0/1") -> None:
-    """Run ``run(task, seed) -> dict`` for this worker's share (``"i/n"``) of the ``keys`` not stored yet.
+def code_version() -> str:
+    """The commit the benchmark code runs at (``git rev-parse --short HEAD``), ``+dirty`` with local changes."""
+    import subprocess
 
-    Each cell is written atomically (a temporary file, then a rename) and skipped if another process
-    stored it in the meantime, so workers may be started at any time.
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "subspace_bayes", "benchmarks") else "")
+
+
+def _claim(lock: Path) -> bool:
+    """Create ``lock`` for this process; False if a live process holds it (a dead holder's lock is taken over)."""
+    import os
+
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return False  # its holder is alive
+        except (ProcessLookupError, ValueError):
+            lock.write_text(str(os.getpid()))  # left by a process that ended mid-cell
+            return True
+        except PermissionError:
+            return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def run_cells(results: Path, keys: list[tuple[str, int]], run, worker: str = "0/1") -> None:
+    """Run ``run(task, seed) -> dict`` for every key not stored yet, this worker's share (``"i/n"``) first.
+
+    A cell is claimed with a lock file (``<cell>.lock``, holding the process id) while it runs, so
+    any number of workers share the queue: each starts on its share, then takes the cells nobody
+    holds. A lock left by a process that ended mid-cell is taken over. Each cell is written
+    atomically (a temporary file, then a rename) with the commit its code ran at (``"code"``).
     """
     import json
     import os
@@ -210,12 +244,19 @@ def run_cells(results: Path, keys: list[tuple[str, int]], run, worker: str = "0/
     results.mkdir(parents=True, exist_ok=True)
     i, n = (int(v) for v in worker.split("/"))
     todo = [key for key in keys if not cell_path(results, *key).exists()]
-    for task, seed in todo[i::n]:
+    mine = todo[i::n]
+    for task, seed in mine + [key for key in todo if key not in mine]:
         path = cell_path(results, task, seed)
-        if path.exists():
+        lock = path.with_suffix(".lock")
+        if path.exists() or not _claim(lock):
             continue
-        cell = run(task, seed)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cell, indent=1) + "\n")
-        os.replace(tmp, path)
-        print(task, seed, flush=True)
+        try:
+            if path.exists():  # stored while this worker claimed it
+                continue
+            cell = {**run(task, seed), "code": code_version()}
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cell, indent=1) + "\n")
+            os.replace(tmp, path)
+            print(task, seed, flush=True)
+        finally:
+            lock.unlink(missing_ok=True)

@@ -634,3 +634,59 @@ def test_protocol_page_is_what_its_cells_regenerate(monkeypatch):
         assert not protocol.PAGE.exists()
         return
     assert protocol.PAGE.read_text() == protocol.render(cells)
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="needs ../shared/data (the task files)")
+def test_base_size_cell_has_every_projection_both_splits_and_the_unfamiliar_scores(tiny_bert_dir, monkeypatch):
+    # The bookkeeping of benchmarks/base_size.py on a tiny backbone (the real cells run on MiniLM and MPNet-base).
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    base = _script("base_size")
+    tiny = dict(rank=2, batch_size=16, device="cpu")
+    keys = [(base.cell_key("sst2", p), s) for p in base.PROJECTIONS for s in (0, 1)]
+    parts = {(k, s): base.run_cell(k, s, tiny_bert_dir, quick=True, **tiny) for k, s in keys}
+    assert set(parts[("sst2@dct", 0)]["rows"]) == {"Laplace (dct)", "default (dct)"}  # a cell: one projection
+    cells = base.merge(parts)
+    cell = cells[("sst2", 0)]
+    expected = {"label prior", "MAP", "MAP + temperature"}
+    expected |= {f"{kind} ({p})" for kind in ("Laplace", "default") for p in base.PROJECTIONS}
+    assert set(cell["rows"]) == expected and set(cells) == {("sst2", 0), ("sst2", 1)}
+    assert all(set(r) == {"dev", "test"} and set(r["test"]) == set(base.METRICS) for r in cell["rows"].values())
+    assert set(cell["unfamiliar"]) == {"MAP", "default"}
+    assert all(0 <= v <= 1 for u in cell["unfamiliar"].values() for v in u.values())
+    assert cell["rows"]["Laplace (svd)"] != cell["rows"]["Laplace (random)"]  # the projection reached the fit
+    page = base.render({"tiny": cells})
+    assert "| default (svd) − MAP | test |" in page and "| Laplace (dct) − Laplace (svd) | dev |" in page
+    assert "| tiny | sst2 → agnews |" in page and page.startswith(base.START) and page.endswith(base.END)
+    diff = base.paired(cells, "sst2", "default (svd)", "MAP", "test", "nll")
+    per_seed = [c["rows"]["default (svd)"]["test"]["nll"] - c["rows"]["MAP"]["test"]["nll"] for c in cells.values()]
+    assert diff[0] == pytest.approx(np.mean(per_seed)) and diff[2] == 2
+
+
+def test_base_size_block_is_what_its_cells_regenerate(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    base = _script("base_size")
+    by_backbone = {b: cells for b in base.BACKBONES if (cells := base.load_cells(b))}
+    page = base.PAGE.read_text()
+    if not by_backbone:
+        assert base.START not in page
+        return
+    assert _block(page, base.START, base.END) == base.render(by_backbone)
+
+
+def test_run_cells_shares_the_queue_by_lock_files_and_takes_over_a_dead_workers_cell(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    tasks = importlib.import_module("tasks")
+    keys = [("a", 0), ("b", 0), ("c", 0)]
+    tasks.cell_path(tmp_path, "a", 0).with_suffix(".lock").write_text(str(os.getpid()))  # held by a live process
+    tasks.cell_path(tmp_path, "b", 0).with_suffix(".lock").write_text("999999999")  # its holder is gone
+    ran = []
+    tasks.run_cells(tmp_path, keys, lambda t, s: ran.append(t) or {"rows": {}}, worker="1/2")
+    assert ran == ["b", "c"]  # its share ("b") first, then what nobody holds; "a" is left to its holder
+    assert [p.name for p in tmp_path.glob("*.lock")] == [tasks.cell_path(tmp_path, "a", 0).with_suffix(".lock").name]
+    stored = json.loads(tasks.cell_path(tmp_path, "c", 0).read_text())
+    assert set(stored) == {"rows", "code"} and stored["code"]
+    tasks.cell_path(tmp_path, "a", 0).with_suffix(".lock").unlink()
+    tasks.run_cells(tmp_path, keys, lambda t, s: ran.append(t) or {"rows": {}})
+    assert ran == ["b", "c", "a"]  # stored cells are never run again
