@@ -207,7 +207,8 @@ def code_version() -> str:
         return out.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--", "subspace_bayes", "benchmarks") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "subspace_bayes", "benchmarks")
+    return commit + ("+dirty" if changed else "")  # (new result files are untracked: not a change of code)
 
 
 def _claim(lock: Path) -> bool:
