@@ -5,6 +5,8 @@
     python benchmarks/draws.py --table-only       # rewrite the docs block from the stored cells
     python benchmarks/draws.py --quick            # the bookkeeping on a few texts (nothing written)
     python benchmarks/draws.py --cost             # each row's cost against a MAP prediction (idle machine)
+    python benchmarks/draws.py --linearised --worker 0/1   # the linearised predictives (GLM, probit) on dev
+    python benchmarks/draws.py --linearised --cost         # their cost (idle machine)
 
 Protocol (issue 29; tasks and splits of ``benchmarks/tasks.py``): per task and seed, the default model
 on 500 training examples; on the dev split (where the choice of a default is made), the predictive of
@@ -15,6 +17,12 @@ probabilities (mean |Δp|). The block reports, per scheme and S, the mean over c
 absolute differences and the worst cell; ``decide`` applies the rule for the default, fixed before
 the cells were read.
 Cells are stored one file each in benchmarks/results/draws/ (resumable, safe in parallel).
+
+``--linearised`` asks the same question of the linearised predictives, to re-decide ``predictive``:
+on fresh fits of the same tasks and seeds (today's defaults), the default (MC, 8 antithetic draws),
+the GLM predictive (8 antithetic logit-space draws) and its closed form (probit), each against 64
+independent MC draws of the same fit (benchmarks/results/draws_linearised/, with its own cost file).
+``decide_predictive`` applies the rule below, fixed before these cells were read.
 """
 
 from __future__ import annotations
@@ -98,7 +106,7 @@ TIMED = {
 COST_REPEATS, COST_TEXTS = 5, 500
 
 
-def run_cost() -> dict:
+def run_cost(timed_rows: dict | None = None, reset: dict | None = None) -> dict:
     """Seconds of ``predict_proba`` per row of :data:`TIMED` over the prediction at the posterior mean.
 
     The default model on SST-2 (2 epochs: the cost of a prediction does not depend on training),
@@ -116,17 +124,19 @@ def run_cost() -> dict:
     clf = BayesianSubspaceClassifier(random_state=0, verbose=0, max_epochs=2).fit(*task.train(N_TRAIN, 0))
     X = tasks.sample(task.dev[0], COST_TEXTS)
     clf.predict_proba(X[:64])  # warm-up
-    names = ["at the mean", *TIMED]
-    ratios = {name: [] for name in TIMED}
+    rows = TIMED if timed_rows is None else timed_rows
+    reset = reset or {"sampled_layers": None, "n_samples": 8, "draws": "independent"}
+    names = ["at the mean", *rows]
+    ratios = {name: [] for name in rows}
     for rep in range(COST_REPEATS):
         seconds = {}
         for name in names if rep % 2 == 0 else names[::-1]:
             if name == "at the mean":
                 seconds[name] = timed(lambda: clf._predict_with(mean_prediction, X))[1]
             else:
-                seconds[name] = timed(lambda n=name: clf.set_params(**TIMED[n]).predict_proba(X))[1]
-                clf.set_params(sampled_layers=None, n_samples=8, draws="independent")
-        for name in TIMED:
+                seconds[name] = timed(lambda n=name: clf.set_params(**rows[n]).predict_proba(X))[1]
+                clf.set_params(**reset)
+        for name in rows:
             ratios[name].append(seconds[name] / seconds["at the mean"])
     return {
         "defaults": defaults_label(),
@@ -139,6 +149,106 @@ def run_cost() -> dict:
 
 def load_cells() -> dict:
     return tasks.load_cells(RESULTS, TASKS, SEEDS)
+
+
+# -- the linearised predictives (re-deciding ``predictive``) ------------------------------------------
+
+LINEARISED = ROOT / "benchmarks" / "results" / "draws_linearised"
+LINEARISED_COST = ROOT / "benchmarks" / "results" / "draws_linearised_cost.json"
+#: Rows of the linearised grid: today's default first, then the candidates to replace it.
+PREDICTIVES = {
+    "mc|8": {"predictive": "mc", "n_samples": 8, "draws": "antithetic"},
+    "glm|8": {"predictive": "glm", "n_samples": 8, "draws": "antithetic"},
+    "probit": {"predictive": "probit"},
+}
+PREDICTIVE_LABELS = {
+    "mc|8": "MC, 8 antithetic draws (the default)",
+    "glm|8": "GLM, 8 antithetic logit-space draws",
+    "probit": "GLM mean in closed form (probit)",
+}
+#: The rule, fixed before the cells were read: a linearised row replaces MC when its mean absolute
+#: ECE and NLL differences to 64 independent MC draws are both no larger than MC's and it costs less
+#: (median ratio below MC's by more than ``COST_TIE``); among several, the cheapest.
+PREDICTIVE_RULE = (
+    "Rule (fixed before these cells were read): a linearised predictive replaces MC when its mean absolute "
+    "ECE and NLL differences to 64 independent MC draws are both no larger than MC's and it costs less; "
+    "among several, the cheapest."
+)
+
+
+def run_linearised_cell(task_name: str, seed: int, quick: bool = False) -> dict:
+    """The default fit on one task and seed; each of :data:`PREDICTIVES` against 64 independent MC draws."""
+    import torch
+
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    torch.set_num_threads(1)
+    task = tasks.load(task_name)
+    X, y = task.train(40 if quick else N_TRAIN, seed)
+    X_dev = tasks.sample(task.dev[0], 20 if quick else N_DEV)
+    where = {t: i for i, t in enumerate(task.dev[0])}
+    clf = BayesianSubspaceClassifier(random_state=seed, verbose=0, **({"max_epochs": 1} if quick else {}))
+    clf.fit(X, y)
+    y_dev = np.searchsorted(clf.classes_, task.dev[1][[where[t] for t in X_dev]])
+    p_ref = clf.set_params(n_samples=REFERENCE_S, draws="independent", random_state=10_000 + seed).predict_proba(X_dev)
+    ref = _scores(y_dev, p_ref)
+    cell = {"task": task_name, "seed": seed, "reference": ref}
+    for key, settings in PREDICTIVES.items():
+        cell[key] = _repeats(clf, X_dev, y_dev, p_ref, ref, **settings)
+        clf.set_params(predictive="mc")
+    return cell
+
+
+def load_linearised() -> dict:
+    return tasks.load_cells(LINEARISED, TASKS, SEEDS)
+
+
+def run_linearised_cost() -> dict:
+    """Seconds of ``predict_proba`` per row of :data:`PREDICTIVES` over a prediction at the mean (as ``--cost``)."""
+    return run_cost(timed_rows=PREDICTIVES, reset={"predictive": "mc", "n_samples": 8, "draws": "antithetic"})
+
+
+def decide_predictive(cells: dict, cost: dict | None) -> str:
+    """The sentence that applies :data:`PREDICTIVE_RULE` to the linearised grid."""
+    median = {key: float(np.median(v)) for key, v in (cost or {}).get("ratios", {}).items()}
+    if not cells or set(PREDICTIVES) - set(median):
+        return "Not decided: cells or their cost are missing."
+    base = {m: _mean_abs(cells, "mc|8", m) for m in ("d_ece", "d_nll")}
+    eligible = [
+        key
+        for key in PREDICTIVES
+        if key != "mc|8"
+        and median[key] * COST_TIE < median["mc|8"]
+        and all(_mean_abs(cells, key, m) <= base[m] for m in base)
+    ]
+    if not eligible:
+        return f"{PREDICTIVE_RULE} No linearised predictive qualifies: `predictive='mc'` stays."
+    best = min(eligible, key=median.get)
+    return f"{PREDICTIVE_RULE} Chosen: `{best}` ({median[best]:.2f}× a MAP prediction against {median['mc|8']:.2f}×)."
+
+
+def render_linearised(cells: dict, cost: dict | None) -> list[str]:
+    """The linearised predictives' table (inside the draws block)."""
+    lines = [
+        "",
+        "### The linearised predictives against 64 independent draws",
+        "",
+        f"`python benchmarks/draws.py --linearised`: fresh default fits (today's defaults; {len(cells)} cells of "
+        f"the same tasks and seeds, {N_DEV} dev texts, {REPEATS} prediction seeds), so the MC row here is this "
+        "grid's own." + (f" Cost measured under {cost['defaults']}." if cost and "defaults" in cost else ""),
+        "",
+        "| predictive | cost / MAP | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in PREDICTIVE_LABELS.items():
+        per_cell = [[np.mean([abs(r[m]) for r in c[key]]) for c in cells.values() if key in c] for m in _DIFFS]
+        if per_cell[0]:
+            cols = [f"{np.mean(v):.4f} (worst {max(v):.4f})" for v in per_cell]
+            lines.append(f"| {label} | {_cost_column(cost, key)} | " + " | ".join(cols) + " |")
+    return [*lines, "", decide_predictive(cells, cost)]
+
+
+_DIFFS = ("d_ece", "d_nll", "mean_abs_dp")
 
 
 def _rows() -> list[tuple[str, str, str]]:
@@ -154,7 +264,7 @@ def _cost_column(cost: dict | None, key: str) -> str:
     return f"{np.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
-def render(cells: dict, cost: dict | None = None) -> str:
+def render(cells: dict, cost: dict | None = None, linearised: dict | None = None, linearised_cost=None) -> str:
     lines = [
         START,
         "## Cheaper Bayesian prediction: how close fewer or cheaper draws come to 64 independent ones (issue 29)",
@@ -192,6 +302,8 @@ def render(cells: dict, cost: dict | None = None) -> str:
         lines.append(f"| {label} | {S} | {_cost_column(cost, key)} | " + " | ".join(cols) + " |")
     if cost:
         lines += ["", decide(cells, cost)[1]]
+    if linearised:
+        lines += render_linearised(linearised, linearised_cost)
     lines.append(END)
     return "\n".join(lines)
 
@@ -235,10 +347,10 @@ def decide(cells: dict, cost: dict | None) -> tuple[str, str]:
     return best, f"{rule} Chosen: `{best}` ({median[best]:.2f}× a MAP prediction against {median[DEFAULT_ROW]:.2f}×)."
 
 
-def load_cost() -> dict | None:
+def load_cost(path: Path = COST) -> dict | None:
     import json
 
-    return json.loads(COST.read_text()) if COST.exists() else None
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def main() -> None:
@@ -247,22 +359,26 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="one tiny cell, nothing written: the bookkeeping")
     parser.add_argument("--cost", action="store_true", help="time each row against a MAP prediction (idle machine)")
+    parser.add_argument("--linearised", action="store_true", help="the linearised predictives' grid (or cost)")
     args = parser.parse_args()
     if args.cost:
         from quality import write_json_atomic
 
-        write_json_atomic(COST, run_cost())
+        write_json_atomic(*((LINEARISED_COST, run_linearised_cost()) if args.linearised else (COST, run_cost())))
     if args.quick:
-        print(render({("sst2", 0): run_cell("sst2", 0, quick=True)}))
+        cell = {("sst2", 0): run_cell("sst2", 0, quick=True)}
+        print(render(cell, linearised={("sst2", 0): run_linearised_cell("sst2", 0, quick=True)}))
         return
-    if not args.table_only:
-        tasks.run_cells(RESULTS, [(t, s) for s in SEEDS for t in TASKS], run_cell, args.worker)
+    if not args.table_only and not args.cost:
+        run, folder = (run_linearised_cell, LINEARISED) if args.linearised else (run_cell, RESULTS)
+        tasks.run_cells(folder, [(t, s) for s in SEEDS for t in TASKS], run, args.worker)
     cells = load_cells()
     if cells:
         from cost import write_block
 
-        write_block(PAGE, render(cells, load_cost()), START, END)
-        print(render(cells, load_cost()))
+        block = render(cells, load_cost(), load_linearised(), load_cost(LINEARISED_COST))
+        write_block(PAGE, block, START, END)
+        print(block)
 
 
 if __name__ == "__main__":

@@ -499,7 +499,8 @@ def test_draws_block_in_the_docs_is_what_its_json_regenerates():
     if not cells:
         assert draws.START not in page
         return
-    assert _block(page, draws.START, draws.END) == draws.render(cells, draws.load_cost())
+    linearised = (draws.load_linearised(), draws.load_cost(draws.LINEARISED_COST))
+    assert _block(page, draws.START, draws.END) == draws.render(cells, draws.load_cost(), *linearised)
 
 
 def test_base_backbone_alias_resolves_to_the_cache_or_says_how_to_fetch_it(tmp_path, monkeypatch):
@@ -548,6 +549,21 @@ def test_draws_rule_takes_the_cheapest_row_no_worse_than_the_default():
     cells[("sst2", 0)]["antithetic|8"] = [run(0.008)]  # as costly as the default, and closer to 64 draws
     cost["ratios"]["antithetic|8"] = [7.2]
     assert draws.decide(cells, cost)[0] == "antithetic|8"
+
+
+def test_predictive_rule_needs_a_linearised_row_no_further_from_64_draws_and_cheaper():
+    draws = _script("draws")
+    run = lambda ece, nll: {"d_ece": ece, "d_nll": nll, "mean_abs_dp": 0.01}
+    cells = {("sst2", 0): {"mc|8": [run(0.008, 0.006)], "glm|8": [run(0.015, 0.004)], "probit": [run(0.02, 0.01)]}}
+    cost = {"ratios": {"mc|8": [6.8], "glm|8": [2.0], "probit": [1.9]}}
+    assert "`predictive='mc'` stays" in draws.decide_predictive(cells, cost)  # GLM is cheaper but further in ECE
+    cells[("sst2", 0)]["glm|8"] = [run(0.007, -0.005)]  # as close in both (absolute differences count)
+    assert "Chosen: `glm|8` (2.00×" in draws.decide_predictive(cells, cost)
+    cost["ratios"]["glm|8"] = [6.7]  # no cheaper beyond the timing noise
+    assert "stays" in draws.decide_predictive(cells, cost)
+    assert draws.decide_predictive({}, cost).startswith("Not decided")
+    block = draws.render({("sst2", 0): {"independent|8": [run(0.01, 0.01)]}}, None, cells, cost)
+    assert "| GLM, 8 antithetic logit-space draws | 6.70× (6.70–6.70) | 0.0070 (worst 0.0070) |" in block
 
 
 def test_linearisation_block_in_the_docs_is_what_its_json_regenerates():
