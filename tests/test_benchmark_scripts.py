@@ -706,3 +706,41 @@ def test_run_cells_shares_the_queue_by_lock_files_and_takes_over_a_dead_workers_
     tasks.cell_path(tmp_path, "a", 0).with_suffix(".lock").unlink()
     tasks.run_cells(tmp_path, keys, lambda t, s: ran.append(t) or {"rows": {}})
     assert ran == ["b", "c", "a"]  # stored cells are never run again
+
+
+def test_lowrank_fit_kl_matches_torch_and_recovers_a_representable_posterior(monkeypatch):
+    from torch.distributions import MultivariateNormal, kl_divergence
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    lf = importlib.import_module("lowrank_fit")
+    g = torch.Generator().manual_seed(0)
+    D = 40
+    d = torch.rand(D, generator=g, dtype=torch.float64) + 0.5
+    V = 0.3 * torch.randn(D, 2, generator=g, dtype=torch.float64)
+    A = torch.randn(D, D, generator=g, dtype=torch.float64)
+    P = A @ A.T / D + torch.eye(D, dtype=torch.float64)
+    zero = torch.zeros(D, dtype=torch.float64)
+    q = MultivariateNormal(zero, covariance_matrix=torch.diag(d) + V @ V.T)
+    reference = kl_divergence(q, MultivariateNormal(zero, precision_matrix=P))
+    assert float(lf.gaussian_kl(P, d, V)) == pytest.approx(float(reference), rel=1e-10)
+    exact = torch.linalg.inv(torch.diag(d) + V @ V.T)  # in the family at k = 2: found, KL about 0
+    assert lf.best_fit(exact, 2)[2] < 1e-6 < lf.best_fit(exact, 0)[2]
+    # A shrunk-precision posterior (prior precision 10, 5 data directions far more precise): the family
+    # overstates the variance along the data directions and understates it elsewhere.
+    U = torch.linalg.qr(torch.randn(D, 5, generator=g, dtype=torch.float64))[0]
+    shrunk = 10 * torch.eye(D, dtype=torch.float64) + U @ torch.diag(torch.logspace(1, 3, 5, dtype=torch.float64)) @ U.T
+    monkeypatch.setattr(lf, "RANKS", (0, 4))
+    out = lf.measure(shrunk)
+    assert out["fits"]["0"]["data_directions"] > 1.5 and out["fits"]["0"]["prior_directions"] < 1
+    assert out["fits"]["4"]["kl"] <= out["fits"]["0"]["kl"] + 1e-9
+    assert lf.render({"toy": out}).count("| toy |") == 2
+
+
+def test_lowrank_fit_block_is_what_its_json_regenerates(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    lf = importlib.import_module("lowrank_fit")
+    page = lf.PAGE.read_text()
+    if not lf.RESULTS.exists():
+        assert lf.START not in page
+        return
+    assert _block(page, lf.START, lf.END) == lf.render(json.loads(lf.RESULTS.read_text()))
