@@ -54,7 +54,8 @@ def best_fit(P: torch.Tensor, k: int, steps: int = 500) -> tuple[torch.Tensor, t
     """``(d, V, KL)`` of the diag + rank-``k`` Gaussian closest to ``N(., P^-1)`` in ``KL(q || p)``."""
     D = P.shape[0]
     generator = torch.Generator().manual_seed(0)
-    a = torch.log(torch.expm1(1.0 / torch.diagonal(P))).clone().requires_grad_(True)  # start: the inverse diagonal
+    start = 1.0 / torch.diagonal(P).detach()  # the inverse diagonal
+    a = torch.log(torch.expm1(start)).clone().requires_grad_(True)
     V = (1e-3 * torch.randn(D, k, generator=generator, dtype=P.dtype)).requires_grad_(True)
     optimizer = torch.optim.LBFGS([a, V], max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-10)
 
@@ -97,7 +98,7 @@ def laplace_precision(task_name: str, seed: int = 0) -> torch.Tensor:
 
     X, y = tasks.load(task_name).train(N_TRAIN, seed)
     clf = BayesianSubspaceClassifier(posterior="laplace", random_state=seed, verbose=0).fit(X, y)
-    cov = clf.module_.posterior.covariance_matrix().double()
+    cov = clf.module_.posterior.covariance_matrix().detach().double()
     return torch.linalg.inv(cov)
 
 
