@@ -80,8 +80,23 @@ RULE = (
     "A candidate replaces the default when, on **dev**, it is worse on no task (no per-task interval of NLL, ECE "
     "or accuracy excludes 0 on the worse side, nor the pooled one) and either its pooled NLL is better (interval "
     "over all task-seed pairs excludes 0) or it costs less (diagonal covariance, 4 draws) and no pooled "
-    "difference in NLL or ECE is detected. A decision is final with all 25 cells; before that it is interim."
+    "difference in NLL or ECE is detected. A decision is final with all 25 cells; before that it is interim. "
+    "Where several candidates for one default qualify, the one with the lowest pooled dev NLL is taken (this "
+    "ordering was added after 3 interim cells had been read; it orders qualifying candidates and cannot make "
+    "one qualify)."
 )
+
+
+def chosen(cells: dict) -> dict[str, str | None]:
+    """Per default being decided, the qualifying candidate with the lowest pooled dev NLL (None: the default stays)."""
+    out: dict[str, str | None] = {}
+    for row in _CANDIDATE_ROWS:
+        out.setdefault(DECIDES[row], None)
+        if decide(cells, row).startswith("replaces"):
+            best = out[DECIDES[row]]
+            nll = lambda r: pooled(cells, r, "default", "dev", "nll")[0]
+            out[DECIDES[row]] = row if best is None or nll(row) < nll(best) else best
+    return out
 
 
 def scores(y: np.ndarray, p: np.ndarray) -> dict:
@@ -272,6 +287,7 @@ def render(cells: dict) -> str:
     for row in _CANDIDATE_ROWS:
         nll, ece = (verdict(pooled(cells, row, "default", "dev", m), m) for m in ("nll", "ece"))
         lines.append(f"| {row} | `{DECIDES[row]}` | {nll} | {ece} | {decide(cells, row)} |")
+    lines += ["", "Per default: " + "; ".join(f"`{d}`: {r or 'the default stays'}" for d, r in chosen(cells).items())]
     learned = [t for t in tasks_done if beats_label_prior(cells, t)]
     for title, group in (
         ("Tasks the backbone learns at this budget", learned),

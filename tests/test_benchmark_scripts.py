@@ -637,6 +637,9 @@ def test_protocol_decision_rule_on_constructed_cells(monkeypatch):
     c = cells({"default, random projection": ({"*": -0.02}, 1e-3), "default, 4 draws": ({}, 1e-4)})
     assert protocol.decide(c, "default, random projection").startswith("replaces the default (better")
     assert protocol.decide(c, "default, 4 draws").startswith("replaces the default (cheaper")
+    picks = protocol.chosen(c)
+    assert picks["n_samples"] == "default, 4 draws" and picks["projection"] == "default, random projection"
+    assert picks["bayesian_head"] is None
     c = cells({"default, random projection": ({"*": -0.02, "trec": 0.03}, 1e-3), "default, 16 draws": ({}, 1e-4)})
     assert protocol.decide(c, "default, random projection") == "keeps the default (worse on a task)"
     assert protocol.decide(c, "default, 16 draws") == "keeps the default (not better)"  # a tie, but costlier
