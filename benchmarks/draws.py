@@ -61,7 +61,11 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict:
     }
 
 
-def run_cell(task_name: str, seed: int, quick: bool = False) -> dict:
+def _fit_with_reference(task_name: str, seed: int, quick: bool):
+    """The default fit on one task and seed, its dev texts, and its 64-independent-draw reference.
+
+    Returns ``(clf, X_dev, y_dev, p_ref, ref, seconds)``; ``seconds`` covers the fit and the reference.
+    """
     import torch
 
     from subspace_bayes import BayesianSubspaceClassifier
@@ -71,14 +75,17 @@ def run_cell(task_name: str, seed: int, quick: bool = False) -> dict:
     X, y = task.train(40 if quick else N_TRAIN, seed)
     X_dev = tasks.sample(task.dev[0], 20 if quick else N_DEV)
     where = {t: i for i, t in enumerate(task.dev[0])}
-    extra = {"max_epochs": 1} if quick else {}
     start = time.time()
-    clf = BayesianSubspaceClassifier(random_state=seed, verbose=0, **extra).fit(X, y)
+    clf = BayesianSubspaceClassifier(random_state=seed, verbose=0, **({"max_epochs": 1} if quick else {}))
+    clf.fit(X, y)
     y_dev = np.searchsorted(clf.classes_, task.dev[1][[where[t] for t in X_dev]])
-    reference = clf.set_params(n_samples=REFERENCE_S, draws="independent", random_state=10_000 + seed)
-    p_ref = reference.predict_proba(X_dev)
-    ref = _scores(y_dev, p_ref)
-    cell = {"task": task_name, "seed": seed, "fit_seconds": round(time.time() - start, 1), "reference": ref}
+    p_ref = clf.set_params(n_samples=REFERENCE_S, draws="independent", random_state=10_000 + seed).predict_proba(X_dev)
+    return clf, X_dev, y_dev, p_ref, _scores(y_dev, p_ref), time.time() - start
+
+
+def run_cell(task_name: str, seed: int, quick: bool = False) -> dict:
+    clf, X_dev, y_dev, p_ref, ref, seconds = _fit_with_reference(task_name, seed, quick)
+    cell = {"task": task_name, "seed": seed, "fit_seconds": round(seconds, 1), "reference": ref}
     for scheme in SCHEMES:
         for S in SAMPLE_COUNTS:
             cell[f"{scheme}|{S}"] = _repeats(clf, X_dev, y_dev, p_ref, ref, n_samples=S, draws=scheme)
@@ -178,20 +185,7 @@ PREDICTIVE_RULE = (
 
 def run_linearised_cell(task_name: str, seed: int, quick: bool = False) -> dict:
     """The default fit on one task and seed; each of :data:`PREDICTIVES` against 64 independent MC draws."""
-    import torch
-
-    from subspace_bayes import BayesianSubspaceClassifier
-
-    torch.set_num_threads(1)
-    task = tasks.load(task_name)
-    X, y = task.train(40 if quick else N_TRAIN, seed)
-    X_dev = tasks.sample(task.dev[0], 20 if quick else N_DEV)
-    where = {t: i for i, t in enumerate(task.dev[0])}
-    clf = BayesianSubspaceClassifier(random_state=seed, verbose=0, **({"max_epochs": 1} if quick else {}))
-    clf.fit(X, y)
-    y_dev = np.searchsorted(clf.classes_, task.dev[1][[where[t] for t in X_dev]])
-    p_ref = clf.set_params(n_samples=REFERENCE_S, draws="independent", random_state=10_000 + seed).predict_proba(X_dev)
-    ref = _scores(y_dev, p_ref)
+    clf, X_dev, y_dev, p_ref, ref, _ = _fit_with_reference(task_name, seed, quick)
     cell = {"task": task_name, "seed": seed, "reference": ref}
     for key, settings in PREDICTIVES.items():
         cell[key] = _repeats(clf, X_dev, y_dev, p_ref, ref, **settings)

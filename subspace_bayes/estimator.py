@@ -706,7 +706,8 @@ class BayesianSubspaceClassifier(PersistenceMixin, TrainingHooksMixin, NeuralNet
         """
         self.module_.eval()
         if isinstance(dataset, TextDataset):
-            dataset = dataset.subset(self._length_order(dataset.inputs))
+            # the training split's token counts, taken once by the length buckets (or counted here)
+            dataset = dataset.subset(dataset.inputs.by_length(dataset.token_lengths(self._collator())))
         features, labels = collect_features(self.module_, self._training_data(dataset).batches())
         self.module_.feature_gaussian.set_statistics(fit_feature_gaussian(features, labels, len(self.classes_)))
         if not hasattr(self.module_, "feature_neighbours"):  # a module pickled before it existed
