@@ -747,3 +747,56 @@ def test_lowrank_fit_block_is_what_its_json_regenerates(monkeypatch):
         assert lf.START not in page
         return
     assert _block(page, lf.START, lf.END) == lf.render(json.loads(lf.RESULTS.read_text()))
+
+
+def test_control_variate_mean_is_the_linear_mean_plus_the_draws_correction():
+    cv = _script("control_variate")
+    rng = np.random.default_rng(0)
+    p_draws, p_lin = rng.dirichlet([2, 2, 2], size=(4, 5)), rng.dirichlet([2, 2, 2], size=(4, 5))
+    p_lin_mean = rng.dirichlet([2, 2, 2], size=5)
+    # A network that is its linearisation: the estimate is the linearised mean, whatever the draws.
+    np.testing.assert_allclose(cv.control_variate_mean(p_lin, p_lin, p_lin_mean), p_lin_mean)
+    # A linearised mean equal to the draws' own linear mean: the estimate is plain MC on the draws.
+    np.testing.assert_allclose(cv.control_variate_mean(p_draws, p_lin, p_lin.mean(0)), p_draws.mean(0))
+    # Off the simplex by a little: clipped at 0 and renormalised.
+    out = cv.control_variate_mean(np.array([[[0.0, 1.0]]]), np.array([[[0.3, 0.7]]]), np.array([[0.2, 0.8]]))
+    np.testing.assert_allclose(out, [[0.0, 1.0]])
+
+
+def test_control_variate_prediction_has_the_mc_predictive_as_its_target(tiny_bert_dir, toy_data, monkeypatch):
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    from conftest import tiny_kwargs
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    cv = _script("control_variate")
+    X, y = toy_data
+    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, max_epochs=2, bayesian_head=True)).fit(X, y)
+    p_mc = clf.set_params(n_samples=512, draws="independent").predict_proba(X[:12])
+    p_cv = clf._predict_with(cv.control_variate_prediction, X[:12], n_samples=64)
+    np.testing.assert_allclose(p_cv.sum(1), 1.0)
+    assert np.abs(p_cv - p_mc).max() < 0.02
+    assert np.array_equal(p_cv, clf._predict_with(cv.control_variate_prediction, X[:12], n_samples=64))  # seeded
+
+
+def test_control_variate_rule_needs_a_row_no_further_from_64_draws_and_cheaper():
+    cv = _script("control_variate")
+    run = lambda ece, nll: {"d_ece": ece, "d_nll": nll, "mean_abs_dp": 0.01}
+    cells = {("sst2", 0): {"mc|8": [run(0.008, 0.006)], "mc|4": [run(0.01, 0.008)]}}
+    cells[("sst2", 0)] |= {"cv|2": [run(0.009, 0.004)], "cv|4": [run(-0.007, 0.005)]}
+    cost = {"ratios": {"mc|8": [6.8], "mc|4": [3.6], "cv|2": [3.9], "cv|4": [5.6]}}
+    assert "Chosen: `cv|4` (5.60×" in cv.decide(cells, cost)  # cv|2 is cheaper but further in ECE
+    cost["ratios"]["cv|4"] = [6.7]  # not cheaper beyond the timing tie
+    assert "MC with 8 draws stays" in cv.decide(cells, cost)
+    assert cv.decide({}, cost).startswith("Not decided")
+    assert "| GLM + control variate, 2 antithetic network draws | 3.90× (3.90–3.90) | 0.0090" in cv.render(cells, cost)
+
+
+def test_control_variate_block_in_the_docs_is_what_its_json_regenerates(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    cv = _script("control_variate")
+    cells, page = cv.load_cells(), (ROOT / "docs" / "cost.md").read_text()
+    if not cells:
+        assert cv.START not in page
+        return
+    assert _block(page, cv.START, cv.END) == cv.render(cells, _script("draws").load_cost(cv.COST))
