@@ -625,12 +625,11 @@ def test_protocol_decision_rule_on_constructed_cells(monkeypatch):
         for t in protocol.TASKS:
             for s in protocol.SEEDS:
                 base = {m: float(rng.uniform(0.2, 0.6)) for m in protocol.METRICS}
-                rows = {"default": {"dev": base}}
+                rows = {"default": {"dev": base, "test": base}}
                 for row, (d, noise) in shift.items():
                     mean = d.get(t, d.get("*", 0.0))
-                    rows[row] = {
-                        "dev": {m: base[m] + (mean if m != "accuracy" else 0.0) + rng.normal(0, noise) for m in base}
-                    }
+                    dev = {m: base[m] + (mean if m != "accuracy" else 0.0) + rng.normal(0, noise) for m in base}
+                    rows[row] = {"dev": dev, "test": dev}
                 out[(t, s)] = {"rows": rows}
         return out
 
@@ -640,6 +639,15 @@ def test_protocol_decision_rule_on_constructed_cells(monkeypatch):
     picks = protocol.chosen(c)
     assert picks["n_samples"] == "default, 4 draws" and picks["projection"] == "default, random projection"
     assert picks["bayesian_head"] is None
+    block = protocol.readme_block(c)  # all 25 cells: final, so the chosen rows show their test differences
+    assert "(final;" in block and block.count("**chosen**") == 2 and "read once final" not in block
+    assert set(protocol.defaults_follow(c, {"n_samples": 8, "projection": "svd"})) == {
+        "n_samples=8, the protocol chose 4",
+        "projection='svd', the protocol chose 'random'",
+    }
+    assert protocol.defaults_follow(c, {"n_samples": 4, "projection": "random"}) == []
+    del c[("cr", 4)]
+    assert "ahead (interim)" in protocol.readme_block(c) and protocol.defaults_follow(c, {"n_samples": 8}) == []
     c = cells({"default, random projection": ({"*": -0.02, "trec": 0.03}, 1e-3), "default, 16 draws": ({}, 1e-4)})
     assert protocol.decide(c, "default, random projection") == "keeps the default (worse on a task)"
     assert protocol.decide(c, "default, 16 draws") == "keeps the default (not better)"  # a tie, but costlier
@@ -653,6 +661,28 @@ def test_protocol_page_is_what_its_cells_regenerate(monkeypatch):
         assert not protocol.PAGE.exists()
         return
     assert protocol.PAGE.read_text() == protocol.render(cells)
+
+
+def test_protocol_summaries_in_readme_and_benchmarks_are_what_the_cells_regenerate(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    protocol = _script("protocol")
+    cells = protocol.load_cells()
+    readme, benchmarks = protocol.README.read_text(), protocol.BENCHMARKS.read_text()
+    if not cells:
+        assert protocol.README_START not in readme and protocol.SUMMARY_START not in benchmarks
+        return
+    assert _block(readme, protocol.README_START, protocol.README_END) == protocol.readme_block(cells)
+    assert _block(benchmarks, protocol.SUMMARY_START, protocol.SUMMARY_END) == protocol.summary_block(cells)
+
+
+def test_estimator_defaults_are_those_the_protocol_chose_once_final(monkeypatch):
+    # Interim cells decide nothing; once all 25 cells are in, every chosen candidate must be the default.
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    protocol = _script("protocol")
+    params = BayesianSubspaceClassifier().get_params(deep=False)
+    assert protocol.defaults_follow(protocol.load_cells(), params) == []
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="needs ../shared/data (the task files)")
