@@ -222,6 +222,35 @@ def metrics(y, samples, ood_samples: dict) -> dict:
     }
 
 
+#: The constant predictor every method is compared with: the training class frequencies for every input.
+LABEL_PRIOR = "label prior (training class frequencies)"
+
+
+def label_prior_metrics(y_train, y_test, ood_sizes: dict) -> dict:
+    """:func:`metrics` of the constant predictive ``p(y | x) = n_y / n`` (training class frequencies).
+
+    One "draw" per input, so every uncertainty score is constant: OOD AUROCs are 0.5 and the
+    selective-prediction curve is flat.
+    """
+    classes, counts = np.unique(np.asarray(y_train), return_counts=True)  # a classifier's ``classes_``
+    prior = counts / counts.sum()
+    tile = lambda n: np.tile(prior, (1, n, 1))
+    y = np.searchsorted(classes, np.asarray(y_test))
+    return metrics(y, tile(len(y_test)), {name: tile(n) for name, n in ood_sizes.items()})
+
+
+def add_label_prior(results: dict, glue_dir: Path, args) -> dict:
+    """Every stored cell with its label-prior row first (computed from the cell's own splits; nothing is fitted)."""
+    for task, per_seed in results.items():
+        for cell in per_seed:
+            _, y, _, _, X_test, y_test = load_task(task, glue_dir, args.n_train, cell["seed"])
+            y_test = cap(X_test, y_test, args.n_test, cell["seed"])[1]
+            sizes = {name: len(X) for name, X in ood_sets(task, glue_dir, args.n_ood, cell["seed"]).items()}
+            rows = {k: v for k, v in cell["metrics"].items() if k != LABEL_PRIOR}
+            cell["metrics"] = {LABEL_PRIOR: label_prior_metrics(y, y_test, sizes), **rows}
+    return results
+
+
 #: The one MAP (Laplace) training run of a seed, shared by the MAP, temperature, dropout, Laplace and ensemble rows.
 MAP_RUN = "the MAP run"
 
@@ -350,7 +379,7 @@ def table(results: dict) -> str:
                 "| method | " + " | ".join(pairs) + " |",
                 "|---|" + "---|" * len(pairs),
             ]
-            has_feature = any(_get(r["metrics"][methods[0]], "ood", pairs[0], FEATURE_SCORE) for r in per_seed)
+            has_feature = any(_get(r["metrics"][m], "ood", pairs[0], FEATURE_SCORE) for r in per_seed for m in methods)
             scores = SCORES + ((FEATURE_SCORE,) if has_feature else ())
             for m in methods:
                 row = []
@@ -481,15 +510,16 @@ def save(path: Path, protocol: dict, results: dict) -> dict:
     Cells are (task, seed); a cell in ``results`` replaces the stored one of the same task and seed.
     Returns the merged results, seeds in ascending order per task.
     """
-    merged = {}
+    merged, extra = {}, {}
     if path.exists():
         stored = json.loads(path.read_text())
         if stored.get("protocol") == protocol:
             merged = {task: {r["seed"]: r for r in per_seed} for task, per_seed in stored["results"].items()}
+            extra = {k: v for k, v in stored.items() if k not in ("protocol", "results")}  # e.g. "dropped"
     for task, per_seed in results.items():
         merged.setdefault(task, {}).update({r["seed"]: r for r in per_seed})
     merged = {task: [cells[s] for s in sorted(cells)] for task, cells in merged.items()}
-    write_json_atomic(path, {"protocol": protocol, "results": merged}, indent=2)
+    write_json_atomic(path, {"protocol": protocol, "results": merged, **extra}, indent=2)
     return merged
 
 
@@ -529,13 +559,16 @@ def main() -> None:
         action="store_true",
         help="rewrite the Markdown table from the JSON file without running anything",
     )
+    parser.add_argument("--label-prior", action="store_true", help="add the label-prior row to every stored cell")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Some inputs are longer than max_length")
     protocol = {**{k: getattr(args, k) for k in PROTOCOL}, "measures": MEASURES}
     results = stored_results(args.output, protocol, args.fresh)
-    if args.table_only:
+    if args.label_prior:
+        results = save(args.output, protocol, add_label_prior(results, args.glue_dir, args))
+    if args.table_only or args.label_prior:
         if not results:
             raise SystemExit(f"No results for this protocol in {args.output}; run without --table-only first.")
         write_markdown(args.markdown, args, results)

@@ -830,3 +830,22 @@ def test_control_variate_block_in_the_docs_is_what_its_json_regenerates(monkeypa
         assert cv.START not in page
         return
     assert _block(page, cv.START, cv.END) == cv.render(cells, _script("draws").load_cost(cv.COST))
+
+
+def test_label_prior_row_is_the_training_frequencies_for_every_input(quality):
+    y_train, y_test = np.array(["b", "a", "b", "b"]), np.array(["b", "a", "a", "b", "b"])
+    m = quality.label_prior_metrics(y_train, y_test, {"news": 7})
+    prior = {"a": 0.25, "b": 0.75}
+    assert m["nll"] == pytest.approx(-np.mean([np.log(prior[c]) for c in y_test]))
+    assert m["accuracy"] == pytest.approx(3 / 5)  # always the majority class
+    assert m["ood"]["news"]["total"] == pytest.approx(0.5)  # a constant score ranks nothing
+
+
+def test_quality_block_in_the_docs_is_what_its_json_regenerates(quality, tmp_path):
+    stored = json.loads((ROOT / "benchmarks" / "results" / "quality.json").read_text())
+    args = argparse.Namespace(**{k: stored["protocol"][k] for k in quality.PROTOCOL})
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(docs)
+    quality.write_markdown(page, args, stored["results"])
+    assert page.read_text() == docs
