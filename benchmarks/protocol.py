@@ -308,6 +308,7 @@ def render(cells: dict) -> str:
 #: Where the summaries go: README's defaults (under its table) and docs/benchmarks.md's headline.
 README = ROOT / "README.md"
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+DECISIONS = ROOT / "docs" / "decisions.md"
 README_START, README_END = "<!-- protocol-defaults:start -->", "<!-- protocol-defaults:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- protocol-summary:start -->", "<!-- protocol-summary:end -->"
 
@@ -334,13 +335,16 @@ def _status(cells: dict) -> str:
     return "final" if n == total else f"interim: {n} of {total} cells"
 
 
-def readme_block(cells: dict) -> str:
-    """README's table of the defaults the protocol decides: dev evidence, decision, and the test read after it."""
+def readme_block(cells: dict, docs: str = "docs/") -> str:
+    """README's table of the defaults the protocol decides: dev evidence, decision, and the test read after it.
+
+    ``docs``: the path from the page holding the table to docs/ (README: ``"docs/"``; a docs page: ``""``).
+    """
     picks = chosen(cells)
     lines = [
         README_START,
         f"Defaults decided by the evidence protocol ({_status(cells)}; 5 tasks × 5 seeds, chosen on dev, "
-        "reported on test; rule and tables in [docs/protocol.md](docs/protocol.md)). Each candidate changes one "
+        f"reported on test; rule and tables in [{docs}protocol.md]({docs}protocol.md)). Each candidate changes one "
         "setting of the default; Δ is the candidate minus the default, pooled over task-seed pairs, 95% t-interval.",
         "",
         "| default | candidate | Δ NLL (dev) | Δ ECE (dev) | decision "
@@ -411,6 +415,7 @@ def main() -> None:
 
         PAGE.write_text(render(cells))
         write_block(README, readme_block(cells), README_START, README_END)
+        write_block(DECISIONS, readme_block(cells, docs=""), README_START, README_END)
         write_block(BENCHMARKS, summary_block(cells), SUMMARY_START, SUMMARY_END)
         print(render(cells))
 

@@ -672,6 +672,8 @@ def test_protocol_summaries_in_readme_and_benchmarks_are_what_the_cells_regenera
         assert protocol.README_START not in readme and protocol.SUMMARY_START not in benchmarks
         return
     assert _block(readme, protocol.README_START, protocol.README_END) == protocol.readme_block(cells)
+    decisions = protocol.DECISIONS.read_text()
+    assert _block(decisions, protocol.README_START, protocol.README_END) == protocol.readme_block(cells, docs="")
     assert _block(benchmarks, protocol.SUMMARY_START, protocol.SUMMARY_END) == protocol.summary_block(cells)
 
 
