@@ -851,3 +851,30 @@ def test_quality_block_in_the_docs_is_what_its_json_regenerates(quality, tmp_pat
     page.write_text(docs)
     quality.write_markdown(page, args, stored["results"])
     assert page.read_text() == docs
+
+
+def test_base_size_change_with_size_is_paired_by_seed(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    base = _script("base_size")
+
+    def cells(gaps: dict) -> dict:  # default (svd) - MAP in test NLL, per seed
+        row = lambda v: {"test": {m: v for m in base.METRICS}, "dev": {m: v for m in base.METRICS}}
+        return {("sst2", s): {"rows": {"MAP": row(0.5), "default (svd)": row(0.5 + g)}} for s, g in gaps.items()}
+
+    small, large = cells({0: -0.01, 1: -0.02, 2: 0.00}), cells({0: -0.05, 1: -0.07, 2: -0.04, 3: 9.0})
+    mean, half, n = base.size_change(small, large, "sst2", "MAP", "nll")
+    assert n == 3 and mean == pytest.approx(-0.043333, abs=1e-6)  # seed 3 has no partner on the small backbone
+    assert "(better)" in base._verdict((mean, half, n), "nll")  # the default's edge over MAP grew
+    table = "\n".join(base._size_table({"minilm": small, "mpnet-base": large}))
+    assert "| sst2 | MAP | nll | " in table and "mpnet-base − minilm (paired by seed)" in table
+
+
+def test_base_size_findings_block_is_what_its_cells_regenerate(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    base = _script("base_size")
+    by_backbone = {b: cells for b in base.BACKBONES if (cells := base.load_cells(b))}
+    page = base.FINDINGS.read_text()
+    if not by_backbone:
+        assert base.FINDINGS_START not in page
+        return
+    assert _block(page, base.FINDINGS_START, base.FINDINGS_END) == base.findings_block(by_backbone)
