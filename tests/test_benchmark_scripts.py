@@ -717,11 +717,12 @@ def test_base_size_block_is_what_its_cells_regenerate(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     base = _script("base_size")
     by_backbone = {b: cells for b in base.BACKBONES if (cells := base.load_cells(b))}
-    page = base.PAGE.read_text()
+    page, findings = base.PAGE.read_text(), base.FINDINGS.read_text()
     if not by_backbone:
-        assert base.START not in page
+        assert base.START not in page and base.FINDINGS_START not in findings
         return
     assert _block(page, base.START, base.END) == base.render(by_backbone)
+    assert _block(findings, base.FINDINGS_START, base.FINDINGS_END) == base.findings_block(by_backbone)
 
 
 def test_run_cells_shares_the_queue_by_lock_files_and_takes_over_a_dead_workers_cell(tmp_path, monkeypatch):
@@ -867,14 +868,3 @@ def test_base_size_change_with_size_is_paired_by_seed(monkeypatch):
     assert "(better)" in base._verdict((mean, half, n), "nll")  # the default's edge over MAP grew
     table = "\n".join(base._size_table({"minilm": small, "mpnet-base": large}))
     assert "| sst2 | MAP | nll | " in table and "mpnet-base − minilm (paired by seed)" in table
-
-
-def test_base_size_findings_block_is_what_its_cells_regenerate(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    base = _script("base_size")
-    by_backbone = {b: cells for b in base.BACKBONES if (cells := base.load_cells(b))}
-    page = base.FINDINGS.read_text()
-    if not by_backbone:
-        assert base.FINDINGS_START not in page
-        return
-    assert _block(page, base.FINDINGS_START, base.FINDINGS_END) == base.findings_block(by_backbone)
