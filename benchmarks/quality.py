@@ -393,6 +393,34 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: The grids run before the uncertainty measures: their JSON, the markers of their page block, and
+#: whether the block shows fit seconds (the one-seed grid does; its note says what shared the machine).
+EARLIER_GRIDS = {
+    "first-grid": ("quality_first_grid.json", False),
+    "sst2-larger": ("quality_sst2_seed0_n1000_e12.json", True),
+}
+
+
+def earlier_grid_block(name: str) -> str:
+    """The page block of an earlier grid: per task, method, accuracy, ECE, NLL, Brier, OOD AUROC [, fit s]."""
+    file, with_seconds = EARLIER_GRIDS[name]
+    results = json.loads((ROOT / "benchmarks" / "results" / file).read_text())["results"]
+    columns = ("accuracy", "ece", "nll", "brier", "ood_auroc")
+    head = "| method | accuracy | ECE | NLL | Brier | OOD AUROC |" + (" fit s |" if with_seconds else "")
+    lines = [f"<!-- {name}:start -->"]
+    for task, per_seed in results.items():
+        if len(results) > 1:
+            lines += [f"### {task} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})", ""]
+        lines += [head, "|---" * (6 + with_seconds) + "|"]
+        for m in per_seed[0]["metrics"]:
+            cells = [_cell([r["metrics"][m][c] for r in per_seed]) for c in columns]
+            if with_seconds:
+                cells.append(f"{np.mean([r['seconds'][m] for r in per_seed]):.0f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join([*lines[:-1], f"<!-- {name}:end -->"])
+
+
 #: The row that is the estimator's default, and the scores its docs name for abstaining and for OOD
 #: ranking: what the verdicts judge against MAP (docs/benchmarks.md says why these).
 DEFAULT_ROW = "VI lowrank, Bayesian head"

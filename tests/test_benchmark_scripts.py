@@ -178,25 +178,6 @@ def test_ablation_protocol_per_task_and_files_from_before_it(tmp_path):
     assert table.startswith("### mrpc: 2,000 training examples × 4 epochs\n")
 
 
-def test_predictive_table_verdicts_need_both_cost_and_quality():
-    pc = _script("predictive_cost")
-    names = list(pc.CANDIDATES)
-    metrics = lambda ece, nll: {"accuracy": 0.8, "ece": ece, "nll": nll}
-    quality = {"sst2|0": {pc.REFERENCE: metrics(0.05, 0.40), **{n: metrics(0.052, 0.403) for n in names}}}
-    quality["sst2|0"]["MC, S=4"] = metrics(0.06, 0.41)
-    timing = {"sst2": {n: 1.0 for n in names} | {"MC, S=16": 16.0, "probit (GLM, closed form)": 1.8}}
-    args = argparse.Namespace(n_train=400, epochs=8, max_length=96, n_test=300, rounds=3)
-    rows = {
-        line.split(" | ")[0].lstrip("| "): line
-        for line in pc.block({"quality": quality, "timing": timing}, args).splitlines()
-    }
-    assert rows["probit (GLM, closed form)"].endswith(
-        "| 1.80 | +0.0020 / 0.0020 / +0.0020 (sst2 seed 0) | +0.0030 / 0.0030 / +0.0030 (sst2 seed 0) | +0.0000 | yes |"
-    )
-    assert rows["MC, S=16"].endswith("| no |")  # 16x MAP's time
-    assert rows["MC, S=4"].endswith("| no |")  # 0.01 off in ECE
-
-
 def test_quality_metrics_hold_selective_and_ood_scores_and_the_table_shows_them(quality):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
@@ -868,3 +849,9 @@ def test_base_size_change_with_size_is_paired_by_seed(monkeypatch):
     assert "(better)" in base._verdict((mean, half, n), "nll")  # the default's edge over MAP grew
     table = "\n".join(base._size_table({"minilm": small, "mpnet-base": large}))
     assert "| sst2 | MAP | nll | " in table and "mpnet-base − minilm (paired by seed)" in table
+
+
+def test_earlier_grid_blocks_are_what_their_json_regenerates(quality):
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    for name in quality.EARLIER_GRIDS:
+        assert _block(page, f"<!-- {name}:start -->", f"<!-- {name}:end -->") == quality.earlier_grid_block(name)
