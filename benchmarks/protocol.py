@@ -228,6 +228,21 @@ def decide(cells: dict, row: str) -> str:
     return "keeps the default (not better)"
 
 
+def core_hours(cells: dict) -> float:
+    """Hours of one core that the stored cells' fits took (each row's fit seconds, shared fits counted once)."""
+    return sum(sum(_fits(c)) for c in cells.values()) / 3600
+
+
+def _fits(cell: dict) -> list[float]:
+    """Seconds of each distinct fit of a cell: rows reusing one fit (MAP, temperature, Laplace; the draw
+    counts, recorded as 0) are counted once, the deep ensemble's time less the MAP run it includes."""
+    seconds = dict(cell.get("fit_seconds", {}))
+    t_map = seconds.get("MAP", 0.0)
+    ensemble = seconds.get(f"deep ensemble ({ENSEMBLE} MAP)", t_map) - t_map
+    shared = {"MAP", "MAP + temperature", "Laplace (L-LoRA-XS, GLM)", f"deep ensemble ({ENSEMBLE} MAP)"}
+    return [t_map, ensemble, *(v for k, v in seconds.items() if k not in shared)]
+
+
 def beats_label_prior(cells: dict, task: str) -> bool:
     """Whether any trained row has a lower mean test NLL than the label prior (else the task is reported apart)."""
     mine = [c for (t, _), c in cells.items() if t == task]
@@ -271,7 +286,8 @@ def render(cells: dict) -> str:
         "reporting. Differences: mean over seeds of the paired per-seed difference, 95% t-interval; fewer than "
         "5 seeds is an interim reading. Cells computed at commit "
         + ", ".join(sorted({c.get("code", "unrecorded") for c in cells.values()}))
-        + ".",
+        + f". Fits took {core_hours(cells):.1f} core-hours over these {len(cells)} cells (the sum of every fit's "
+        "seconds, each on one core, next to other work; prediction and scoring not included).",
     ]
     final = len(cells) == len(TASKS) * len(SEEDS)
     lines += [

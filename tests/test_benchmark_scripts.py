@@ -627,6 +627,9 @@ def test_protocol_decision_rule_on_constructed_cells(monkeypatch):
         "projection='svd', the protocol chose 'random'",
     }
     assert protocol.defaults_follow(c, {"n_samples": 4, "projection": "random"}) == []
+    seconds = {"MAP": 40.0, "MAP + temperature": 40.0, "Laplace (L-LoRA-XS, GLM)": 40.0, "default, 4 draws": 0.0}
+    seconds |= {f"deep ensemble ({protocol.ENSEMBLE} MAP)": 200.0, "default": 50.0}
+    assert sorted(protocol._fits({"fit_seconds": seconds})) == [0.0, 40.0, 50.0, 160.0]  # each fit once
     del c[("cr", 4)]
     assert "ahead (interim)" in protocol.readme_block(c) and protocol.defaults_follow(c, {"n_samples": 8}) == []
     c = cells({"default, random projection": ({"*": -0.02, "trec": 0.03}, 1e-3), "default, 16 draws": ({}, 1e-4)})
