@@ -123,13 +123,7 @@ def run_cell(task_name: str, seed: int, quick: bool = False) -> dict:
     clf, X_dev, y_dev, p_ref, ref, _ = draws._fit_with_reference(task_name, seed, quick)
     cell = {"task": task_name, "seed": seed, "reference": ref}
     for key in LABELS:
-        runs = []
-        for r in range(REPEATS):
-            clf.set_params(random_state=r)
-            p = _predict(clf, X_dev, key)
-            got = draws._scores(y_dev, p)
-            runs.append({**{f"d_{k}": got[k] - ref[k] for k in got}, "mean_abs_dp": float(np.abs(p - p_ref).mean())})
-        cell[key] = runs
+        cell[key] = draws._repeats(clf, X_dev, y_dev, p_ref, ref, predict=lambda model, X, k=key: _predict(model, X, k))
     return cell
 
 
@@ -141,21 +135,10 @@ def run_cost() -> dict:
 
 def decide(cells: dict, cost: dict | None) -> str:
     """The sentence that applies :data:`RULE` to the cells."""
-    median = {key: float(np.median(v)) for key, v in (cost or {}).get("ratios", {}).items()}
-    if not cells or set(LABELS) - set(median):
-        return "Not decided: cells or their cost are missing."
-    base = {m: draws._mean_abs(cells, "mc|8", m) for m in ("d_ece", "d_nll")}
-    eligible = [
-        key
-        for key in LABELS
-        if key.startswith("cv")
-        and median[key] * draws.COST_TIE < median["mc|8"]
-        and all(draws._mean_abs(cells, key, m) <= base[m] for m in base)
-    ]
-    if not eligible:
-        return f"{RULE} No control-variate row qualifies: MC with 8 draws stays."
-    best = min(eligible, key=median.get)
-    return f"{RULE} Chosen: `{best}` ({median[best]:.2f}× a MAP prediction against {median['mc|8']:.2f}×)."
+    candidates = [key for key in LABELS if key.startswith("cv")]
+    return draws.cheaper_and_no_further(cells, cost, "mc|8", candidates, RULE) or (
+        f"{RULE} No control-variate row qualifies: MC with 8 draws stays."
+    )
 
 
 def render(cells: dict, cost: dict | None) -> str:
@@ -173,14 +156,8 @@ def render(cells: dict, cost: dict | None) -> str:
             else ""
         ),
         "",
-        "| predictive | cost / MAP | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
-        "|---|---|---|---|---|",
+        *draws.predictive_table(cells, cost, LABELS),
     ]
-    for key, label in LABELS.items():
-        per_cell = [[np.mean([abs(r[m]) for r in c[key]]) for c in cells.values() if key in c] for m in draws._DIFFS]
-        if per_cell[0]:
-            cols = [f"{np.mean(v):.4f} (worst {max(v):.4f})" for v in per_cell]
-            lines.append(f"| {label} | {draws._cost_column(cost, key)} | " + " | ".join(cols) + " |")
     return "\n".join([*lines, "", decide(cells, cost), END])
 
 

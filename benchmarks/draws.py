@@ -94,11 +94,15 @@ def run_cell(task_name: str, seed: int, quick: bool = False) -> dict:
     return cell
 
 
-def _repeats(clf, X_dev, y_dev, p_ref, ref, **settings) -> list[dict]:
-    """``REPEATS`` predictions under ``settings`` (prediction seeds 0, 1, ...), each against the reference."""
+def _repeats(clf, X_dev, y_dev, p_ref, ref, predict=None, **settings) -> list[dict]:
+    """``REPEATS`` predictions under ``settings`` (prediction seeds 0, 1, ...), each against the reference.
+
+    ``predict(clf, X)``, when given, replaces ``clf.predict_proba`` (a predictive the estimator does not offer).
+    """
+    predict = predict or (lambda model, X: model.predict_proba(X))
     runs = []
     for r in range(REPEATS):
-        p = clf.set_params(**settings, random_state=r).predict_proba(X_dev)
+        p = predict(clf.set_params(**settings, random_state=r), X_dev)
         got = _scores(y_dev, p)
         runs.append({**{f"d_{k}": got[k] - ref[k] for k in got}, "mean_abs_dp": float(np.abs(p - p_ref).mean())})
     clf.set_params(sampled_layers=None)
@@ -208,21 +212,42 @@ def run_linearised_cost() -> dict:
 
 def decide_predictive(cells: dict, cost: dict | None) -> str:
     """The sentence that applies :data:`PREDICTIVE_RULE` to the linearised grid."""
+    return cheaper_and_no_further(cells, cost, "mc|8", [k for k in PREDICTIVES if k != "mc|8"], PREDICTIVE_RULE) or (
+        f"{PREDICTIVE_RULE} No linearised predictive qualifies: `predictive='mc'` stays."
+    )
+
+
+def cheaper_and_no_further(cells: dict, cost: dict | None, base_key: str, candidates: list[str], rule: str) -> str:
+    """``rule`` applied: the cheapest candidate no further from 64 draws than ``base_key`` in mean absolute ECE
+    and NLL that costs less (median ratio below the base's by more than ``COST_TIE``), as a sentence;
+    "" when none qualifies."""
     median = {key: float(np.median(v)) for key, v in (cost or {}).get("ratios", {}).items()}
-    if not cells or set(PREDICTIVES) - set(median):
+    if not cells or {base_key, *candidates} - set(median):
         return "Not decided: cells or their cost are missing."
-    base = {m: _mean_abs(cells, "mc|8", m) for m in ("d_ece", "d_nll")}
+    base = {m: _mean_abs(cells, base_key, m) for m in ("d_ece", "d_nll")}
     eligible = [
         key
-        for key in PREDICTIVES
-        if key != "mc|8"
-        and median[key] * COST_TIE < median["mc|8"]
-        and all(_mean_abs(cells, key, m) <= base[m] for m in base)
+        for key in candidates
+        if median[key] * COST_TIE < median[base_key] and all(_mean_abs(cells, key, m) <= base[m] for m in base)
     ]
     if not eligible:
-        return f"{PREDICTIVE_RULE} No linearised predictive qualifies: `predictive='mc'` stays."
+        return ""
     best = min(eligible, key=median.get)
-    return f"{PREDICTIVE_RULE} Chosen: `{best}` ({median[best]:.2f}× a MAP prediction against {median['mc|8']:.2f}×)."
+    return f"{rule} Chosen: `{best}` ({median[best]:.2f}× a MAP prediction against {median[base_key]:.2f}×)."
+
+
+def predictive_table(cells: dict, cost: dict | None, labels: dict) -> list[str]:
+    """Per row of ``labels``: its cost over MAP and its mean absolute differences to 64 draws (worst cell)."""
+    lines = [
+        "| predictive | cost / MAP | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in labels.items():
+        per_cell = [[np.mean([abs(r[m]) for r in c[key]]) for c in cells.values() if key in c] for m in _DIFFS]
+        if per_cell[0]:
+            cols = [f"{np.mean(v):.4f} (worst {max(v):.4f})" for v in per_cell]
+            lines.append(f"| {label} | {_cost_column(cost, key)} | " + " | ".join(cols) + " |")
+    return lines
 
 
 def render_linearised(cells: dict, cost: dict | None) -> list[str]:
@@ -235,14 +260,8 @@ def render_linearised(cells: dict, cost: dict | None) -> list[str]:
         f"the same tasks and seeds, {N_DEV} dev texts, {REPEATS} prediction seeds), so the MC row here is this "
         "grid's own." + (f" Cost measured under {cost['defaults']}." if cost and "defaults" in cost else ""),
         "",
-        "| predictive | cost / MAP | ECE: abs. difference | NLL: abs. difference | mean abs. Δp |",
-        "|---|---|---|---|---|",
+        *predictive_table(cells, cost, PREDICTIVE_LABELS),
     ]
-    for key, label in PREDICTIVE_LABELS.items():
-        per_cell = [[np.mean([abs(r[m]) for r in c[key]]) for c in cells.values() if key in c] for m in _DIFFS]
-        if per_cell[0]:
-            cols = [f"{np.mean(v):.4f} (worst {max(v):.4f})" for v in per_cell]
-            lines.append(f"| {label} | {_cost_column(cost, key)} | " + " | ".join(cols) + " |")
     return [*lines, "", decide_predictive(cells, cost)]
 
 
