@@ -854,6 +854,30 @@ def test_base_size_change_with_size_is_paired_by_seed(monkeypatch):
     assert "| sst2 | MAP | nll | " in table and "mpnet-base − minilm (paired by seed)" in table
 
 
+def test_base_size_projection_rule_needs_better_dev_nll_on_every_backbone_and_no_worse_task(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    base = _script("base_size")
+
+    def cells(gap: dict, acc_gap: float = 0.0) -> dict:  # default (p) - default (svd) in dev NLL, per (task, seed)
+        row = lambda nll, acc: {s: {"nll": nll, "ece": 0.05, "accuracy": acc} for s in ("dev", "test")}
+        out = {}
+        for (t, s), g in gap.items():
+            rows = {"default (svd)": row(0.5, 0.8), "default (whitened_svd)": row(0.5 + g, 0.8 + acc_gap * (1 + 0.1 * s))}
+            rows |= {f"default ({p})": row(0.5, 0.8) for p in ("dct", "random")}
+            out[(t, s)] = {"rows": rows}
+        return out
+
+    better = {(t, s): -0.05 - 0.01 * s for t in base.TASKS for s in base.SEEDS}
+    assert base.decide_projection(cells(better), "whitened_svd") == "better"
+    assert base.decide_projection(cells(better), "dct") == "not better"  # identical to SVD: a tie keeps SVD
+    assert base.decide_projection(cells(better, acc_gap=-0.02), "whitened_svd") == "worse on a task"
+    assert base.decide_projection(cells({("sst2", 0): -0.1}), "whitened_svd").startswith("not measured")
+    assert base.chosen_projection({"minilm": cells(better), "mpnet-base": cells(better)}) == "whitened_svd"
+    mixed = {"minilm": cells(better), "mpnet-base": cells({k: -v for k, v in better.items()})}
+    assert base.chosen_projection(mixed) == "svd"  # better on one backbone only: SVD stays
+    assert base.is_final(mixed) and not base.is_final({"minilm": cells(better)})
+
+
 def test_earlier_grid_blocks_are_what_their_json_regenerates(quality):
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     for name in quality.EARLIER_GRIDS:
