@@ -118,7 +118,9 @@ def test_bf16_stores_the_frozen_weights_in_bf16_and_keeps_the_rest_in_float32(ti
 
     from conftest import tiny_kwargs
 
-    clf = BayesianSubspaceClassifier(**tiny_kwargs(tiny_bert_dir, precision="bf16", max_epochs=2)).fit(*toy_data)
+    clf = BayesianSubspaceClassifier(
+        **tiny_kwargs(tiny_bert_dir, precision="bf16", max_epochs=2, projection="svd")
+    ).fit(*toy_data)
     module = clf.module_
     frozen = [p for n, p in module.backbone.named_parameters() if "base_layer" in n or "embeddings" in n]
     assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)

@@ -862,7 +862,10 @@ def test_base_size_projection_rule_needs_better_dev_nll_on_every_backbone_and_no
         row = lambda nll, acc: {s: {"nll": nll, "ece": 0.05, "accuracy": acc} for s in ("dev", "test")}
         out = {}
         for (t, s), g in gap.items():
-            rows = {"default (svd)": row(0.5, 0.8), "default (whitened_svd)": row(0.5 + g, 0.8 + acc_gap * (1 + 0.1 * s))}
+            rows = {
+                "default (svd)": row(0.5, 0.8),
+                "default (whitened_svd)": row(0.5 + g, 0.8 + acc_gap * (1 + 0.1 * s)),
+            }
             rows |= {f"default ({p})": row(0.5, 0.8) for p in ("dct", "random")}
             out[(t, s)] = {"rows": rows}
         return out
