@@ -200,7 +200,7 @@ def _rows_table(cells: dict, task: str) -> list[str]:
 
 
 def _comparisons(cells: dict, task: str) -> list[str]:
-    pairs = [("default (svd)", "MAP", "test"), ("default (svd)", "MAP + temperature", "test")]
+    pairs = [(f"default ({p})", a, "test") for p in ("svd", "whitened_svd") for a in ("MAP", "MAP + temperature")]
     pairs += [(f"{k} ({p})", f"{k} (svd)", split) for k in ("Laplace", "default") for p in PROJECTIONS[1:]
               for split in ("dev", "test")]  # fmt: skip
     lines = ["| comparison | split | " + " | ".join(f"Δ {m}" for m in METRICS) + " |"]
