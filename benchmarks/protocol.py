@@ -361,7 +361,10 @@ def readme_block(cells: dict, docs: str = "docs/") -> str:
         README_START,
         f"Defaults decided by the evidence protocol ({_status(cells)}; 5 tasks × 5 seeds, chosen on dev, "
         f"reported on test; rule and tables in [{docs}protocol.md]({docs}protocol.md)). Each candidate changes one "
-        "setting of the default; Δ is the candidate minus the default, pooled over task-seed pairs, 95% t-interval.",
+        "setting of the default; Δ is the candidate minus the default, pooled over task-seed pairs, 95% t-interval. "
+        "The default here is the estimator's at the cells' commit ("
+        + ", ".join(sorted({c.get("code", "unrecorded") for c in cells.values()}))
+        + "), with `projection='svd'`; whitened SVD replaced it later, decided on the base-size cells (issue 30).",
         "",
         "| default | candidate | Δ NLL (dev) | Δ ECE (dev) | decision "
         "| Δ NLL / Δ ECE / Δ accuracy (test, after the choice) |",
