@@ -881,6 +881,17 @@ def test_base_size_projection_rule_needs_better_dev_nll_on_every_backbone_and_no
     assert base.is_final(mixed) and not base.is_final({"minilm": cells(better)})
 
 
+def test_the_estimator_default_projection_is_the_one_the_base_size_rule_chose(monkeypatch):
+    from subspace_bayes import BayesianSubspaceClassifier
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    base = _script("base_size")
+    by_backbone = {b: cells for b in base.BACKBONES if (cells := base.load_cells(b))}
+    if not base.is_final(by_backbone):
+        pytest.skip("the base-size cells are not all stored")
+    assert BayesianSubspaceClassifier().projection == base.chosen_projection(by_backbone)
+
+
 def test_earlier_grid_blocks_are_what_their_json_regenerates(quality):
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     for name in quality.EARLIER_GRIDS:
