@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tasks
 from base_backbone import resolve_backbone
-from protocol import LOWER_IS_BETTER, METRICS, scores  # the evidence protocol's metrics, computed the same way
+from protocol import LOWER_IS_BETTER, METRICS, scores, screen  # the evidence protocol's metrics and dev screen
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "base_size"
@@ -274,22 +274,10 @@ def _projection_table(by_backbone: dict) -> list[str]:
     return lines
 
 
-def _worse(diff, metric: str) -> bool:
-    return diff is not None and "(worse)" in _verdict(diff, metric)
-
-
 def decide_projection(cells: dict, projection: str) -> str:
     """``PROJECTION_RULE`` on one backbone's cells: "better", "worse on a task", "worse pooled", "not better"."""
-    row, svd = f"default ({projection})", "default (svd)"
-    metrics = ("nll", "ece", "accuracy")
-    if any(_worse(paired(cells, t, row, svd, "dev", m), m) for t in TASKS for m in metrics):
-        return "worse on a task"
-    pooled = {m: tasks.t_interval(_seed_diffs(cells, None, row, svd, "dev", m).values()) for m in metrics}
-    if pooled["nll"] is None:
-        return "not measured (fewer than 2 cells)"
-    if any(_worse(pooled[m], m) for m in metrics):
-        return "worse pooled"
-    return "better" if "(better)" in _verdict(pooled["nll"], "nll") else "not better"
+    outcome = screen(cells, f"default ({projection})", "default (svd)", TASKS)
+    return {"not measured": "not measured (fewer than 2 cells)", "tie": "not better"}.get(outcome, outcome)
 
 
 def is_final(by_backbone: dict) -> bool:

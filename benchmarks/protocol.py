@@ -205,27 +205,46 @@ def pooled(cells: dict, row: str, against: str, split: str, metric: str) -> tupl
     )
 
 
-def decide(cells: dict, row: str) -> str:
-    """The rule (``RULE``) applied on dev to one candidate row: "replaces the default", "keeps the default"."""
-    task_names = sorted({t for t, _ in cells})
-    if pooled(cells, row, "default", "dev", "nll") is None:
-        return "no decision yet (fewer than 2 cells)"
+def screen(cells: dict, row: str, against: str, task_names) -> str:
+    """The dev screen of ``row`` against ``against`` shared by the protocol's rule and base_size's projection rule.
+
+    One of "not measured" (fewer than 2 cells), "worse on a task" (a per-task interval of NLL, ECE or
+    accuracy excludes 0 on the worse side), "worse pooled" (the same over all task-seed pairs), "better"
+    (pooled NLL better), "tie" (no pooled difference detected in NLL or ECE) or "not better".
+    """
+    if pooled(cells, row, against, "dev", "nll") is None:
+        return "not measured"
 
     def worse(diff, metric) -> bool:
-        return diff is not None and diff[2] > 1 and "(worse)" in verdict(diff, metric)
+        return diff is not None and "(worse)" in verdict(diff, metric)
 
     metrics = ("nll", "ece", "accuracy")
-    if any(worse(paired(cells, t, row, "default", "dev", m), m) for t in task_names for m in metrics):
-        return "keeps the default (worse on a task)"
-    if any(worse(pooled(cells, row, "default", "dev", m), m) for m in metrics):
-        return "keeps the default (worse pooled)"
-    nll, ece = (pooled(cells, row, "default", "dev", m) for m in ("nll", "ece"))
-    if nll is not None and "(better)" in verdict(nll, "nll"):
-        return "replaces the default (better pooled NLL)"
+    if any(worse(paired(cells, t, row, against, "dev", m), m) for t in task_names for m in metrics):
+        return "worse on a task"
+    if any(worse(pooled(cells, row, against, "dev", m), m) for m in metrics):
+        return "worse pooled"
+    nll, ece = (pooled(cells, row, against, "dev", m) for m in ("nll", "ece"))
+    if "(better)" in verdict(nll, "nll"):
+        return "better"
     tie = all(d is not None and "(no difference detected)" in verdict(d, m) for d, m in ((nll, "nll"), (ece, "ece")))
-    if row in CHEAPER and tie:
+    return "tie" if tie else "not better"
+
+
+def decide(cells: dict, row: str) -> str:
+    """The rule (``RULE``) applied on dev to one candidate row: "replaces the default", "keeps the default"."""
+    outcome = screen(cells, row, "default", sorted({t for t, _ in cells}))
+    if outcome == "not measured":
+        return "no decision yet (fewer than 2 cells)"
+    if outcome == "better":
+        return "replaces the default (better pooled NLL)"
+    if outcome == "tie" and row in CHEAPER:
         return "replaces the default (cheaper, no difference detected)"
-    return "keeps the default (not better)"
+    return f"keeps the default ({'not better' if outcome == 'tie' else outcome})"
+
+
+def _commits(cells: dict) -> str:
+    """The commits the stored cells were computed at, as one comma-separated string."""
+    return ", ".join(sorted({c.get("code", "unrecorded") for c in cells.values()}))
 
 
 def core_hours(cells: dict) -> float:
@@ -285,7 +304,7 @@ def render(cells: dict) -> str:
         "the choice is made; the default is compared with MAP and MAP + temperature on **test**, read only for "
         "reporting. Differences: mean over seeds of the paired per-seed difference, 95% t-interval; fewer than "
         "5 seeds is an interim reading. Cells computed at commit "
-        + ", ".join(sorted({c.get("code", "unrecorded") for c in cells.values()}))
+        + _commits(cells)
         + f". Fits took {core_hours(cells):.1f} core-hours over these {len(cells)} cells (the sum of every fit's "
         "seconds, each on one core, next to other work; prediction and scoring not included).",
     ]
@@ -363,7 +382,7 @@ def readme_block(cells: dict, docs: str = "docs/") -> str:
         f"reported on test; rule and tables in [{docs}protocol.md]({docs}protocol.md)). Each candidate changes one "
         "setting of the default; Δ is the candidate minus the default, pooled over task-seed pairs, 95% t-interval. "
         "The default here is the estimator's at the cells' commit ("
-        + ", ".join(sorted({c.get("code", "unrecorded") for c in cells.values()}))
+        + _commits(cells)
         + "), with `projection='svd'`; whitened SVD replaced it later, decided on the base-size cells (issue 30).",
         "",
         "| default | candidate | Δ NLL (dev) | Δ ECE (dev) | decision "
