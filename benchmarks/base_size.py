@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tasks
 from base_backbone import resolve_backbone
-from protocol import LOWER_IS_BETTER, METRICS, scores, screen  # the evidence protocol's metrics and dev screen
+from protocol import LOWER_IS_BETTER, METRICS, paired, scores, screen, verdict  # metrics, differences, dev screen
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "base_size"
@@ -170,19 +170,6 @@ def merge(parts: dict) -> dict:
     return cells
 
 
-def paired(cells: dict, task: str, row: str, against: str, split: str, metric: str):
-    """Mean over seeds of ``row - against`` on one task, with its 95% t-interval half-width."""
-    return tasks.t_interval(
-        c["rows"][row][split][metric] - c["rows"][against][split][metric]
-        for (t, _), c in sorted(cells.items())
-        if t == task and row in c["rows"] and against in c["rows"]
-    )
-
-
-def _verdict(diff, metric: str) -> str:
-    return tasks.verdict(diff, LOWER_IS_BETTER[metric], missing="–")
-
-
 def _mean(cells: dict, task: str, row: str, split: str, metric: str) -> str:
     v = [c["rows"][row][split][metric] for (t, _), c in cells.items() if t == task and row in c["rows"]]
     return f"{np.mean(v):.3f}" if v else "–"
@@ -206,7 +193,7 @@ def _comparisons(cells: dict, task: str) -> list[str]:
     lines = ["| comparison | split | " + " | ".join(f"Δ {m}" for m in METRICS) + " |"]
     lines.append("|---|---|" + "---|" * len(METRICS))
     for row, against, split in pairs:
-        diffs = " | ".join(_verdict(paired(cells, task, row, against, split, m), m) for m in METRICS)
+        diffs = " | ".join(verdict(paired(cells, task, row, against, split, m), m) for m in METRICS)
         lines.append(f"| {row} − {against} | {split} | {diffs} |")
     return lines
 
@@ -252,9 +239,9 @@ def _size_table(by_backbone: dict) -> list[str]:
     lines = ["| task | default (svd) against | metric (test) | " + " | ".join(names) + change + " |"]
     lines.append("|---|---|---|" + "---|" * (len(names) + bool(change)))
     for task, against, m in ((t, a, m) for t in TASKS for a in ("MAP", "MAP + temperature") for m in METRICS[:3]):
-        per = [_verdict(paired(cells, task, "default (svd)", against, "test", m), m) for cells in by_backbone.values()]
+        per = [verdict(paired(cells, task, "default (svd)", against, "test", m), m) for cells in by_backbone.values()]
         if change:
-            per.append(_verdict(size_change(by_backbone[names[0]], by_backbone[names[-1]], task, against, m), m))
+            per.append(verdict(size_change(by_backbone[names[0]], by_backbone[names[-1]], task, against, m), m))
         lines.append(f"| {task} | {against} | {m} | " + " | ".join(per) + " |")
     return lines
 
@@ -269,7 +256,7 @@ def _projection_table(by_backbone: dict) -> list[str]:
         for kind, p in ((k, p) for k in ("Laplace", "default") for p in PROJECTIONS[1:]):
             row, svd = f"{kind} ({p})", f"{kind} (svd)"
             cols = [("dev", "nll"), ("test", "nll"), ("test", "ece"), ("test", "accuracy")]
-            diffs = [_verdict(tasks.t_interval(_seed_diffs(cells, None, row, svd, s, m).values()), m) for s, m in cols]
+            diffs = [verdict(tasks.t_interval(_seed_diffs(cells, None, row, svd, s, m).values()), m) for s, m in cols]
             lines.append(f"| {backbone} | {kind} | {p} | " + " | ".join(diffs) + " |")
     return lines
 
@@ -349,7 +336,7 @@ def _size_reading(by_backbone: dict) -> list[str]:
     """Generated sentences: per backbone, how the default's comparisons fall; with size, which change detectably."""
     lines = []
     for backbone, cells in by_backbone.items():
-        v = [_verdict(paired(cells, t, "default (svd)", a, "test", m), m) for t, a, m in _COMBOS]
+        v = [verdict(paired(cells, t, "default (svd)", a, "test", m), m) for t, a, m in _COMBOS]
         n = {w: sum(f"({w})" in x for x in v) for w in ("better", "worse", "no difference detected")}
         missing = f"; {v.count('–')} not yet measured" if "–" in v else ""
         lines.append(

@@ -849,7 +849,7 @@ def test_base_size_change_with_size_is_paired_by_seed(monkeypatch):
     small, large = cells({0: -0.01, 1: -0.02, 2: 0.00}), cells({0: -0.05, 1: -0.07, 2: -0.04, 3: 9.0})
     mean, half, n = base.size_change(small, large, "sst2", "MAP", "nll")
     assert n == 3 and mean == pytest.approx(-0.043333, abs=1e-6)  # seed 3 has no partner on the small backbone
-    assert "(better)" in base._verdict((mean, half, n), "nll")  # the default's edge over MAP grew
+    assert "(better)" in base.verdict((mean, half, n), "nll")  # the default's edge over MAP grew
     table = "\n".join(base._size_table({"minilm": small, "mpnet-base": large}))
     assert "| sst2 | MAP | nll | " in table and "mpnet-base − minilm (paired by seed)" in table
 
