@@ -4,6 +4,7 @@
     python benchmarks/protocol.py --worker 1/2 &
     python benchmarks/protocol.py --table-only      # rewrite docs/protocol.md from the stored cells
     python benchmarks/protocol.py --quick           # one tiny cell on MiniLM, nothing written: the bookkeeping
+    python benchmarks/protocol.py --cost            # the draw counts' prediction cost (idle machine)
 
 Tasks and splits: ``benchmarks/tasks.py`` (SST-2, AG News, TREC-6, SUBJ, CR; a train pool, a dev split
 of 500 texts where every choice is made, and a test split of 500-1,000 texts read only for
@@ -33,6 +34,7 @@ resumable and safe to run in parallel. Budget: about 20 minutes of one core per 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -45,6 +47,7 @@ import tasks
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "protocol"
 PAGE = ROOT / "docs" / "protocol.md"
+COST = ROOT / "benchmarks" / "results" / "protocol_cost.json"
 TASKS = ("sst2", "agnews", "trec", "subj", "cr")
 SEEDS = (0, 1, 2, 3, 4)
 N_TRAIN, ENSEMBLE = 500, 5
@@ -324,6 +327,7 @@ def render(cells: dict) -> str:
         nll, ece = (verdict(pooled(cells, row, "default", "dev", m), m) for m in ("nll", "ece"))
         lines.append(f"| {row} | `{DECIDES[row]}` | {nll} | {ece} | {decide(cells, row)} |")
     lines += ["", "Per default: " + "; ".join(f"`{d}`: {r or 'the default stays'}" for d, r in chosen(cells).items())]
+    lines += ["", cost] if (cost := cost_sentence(load_cost(), settings=True)) else []
     learned = [t for t in tasks_done if beats_label_prior(cells, t)]
     for title, group in (
         ("Tasks the backbone learns at this budget", learned),
@@ -365,6 +369,37 @@ def defaults_follow(cells: dict, params: dict) -> list[str]:
     return out
 
 
+def run_prediction_cost() -> dict:
+    """Seconds of ``predict_proba`` with 8 draws and with each of ``DRAW_COUNTS``, over a MAP prediction.
+
+    The cost the ``n_samples`` decision trades against: ``benchmarks/draws.py``'s timing (the default
+    model on SST-2, 500 dev texts, repetitions in alternating order, median and range of the ratios).
+    """
+    from draws import run_cost
+
+    counts = sorted({8, *DRAW_COUNTS})
+    return run_cost(timed_rows={f"{S} draws": {"n_samples": S} for S in counts}, reset={"n_samples": 8})
+
+
+def load_cost() -> dict | None:
+    return json.loads(COST.read_text()) if COST.exists() else None
+
+
+def cost_sentence(cost: dict | None, settings: bool = False) -> str:
+    """The measured prediction cost of each draw count, as one sentence (empty when not measured).
+
+    ``settings``: add the estimator settings the timing ran under.
+    """
+    if not cost:
+        return ""
+    parts = [f"{k}: {np.median(v):.1f}× ({min(v):.1f}–{max(v):.1f}×)" for k, v in cost["ratios"].items()]
+    return (
+        "Prediction cost over a MAP prediction (`python benchmarks/protocol.py --cost`: "
+        f"{cost['texts']} SST-2 dev texts, {cost['threads']} threads, median (range) of "
+        f"{len(next(iter(cost['ratios'].values())))} alternating repetitions): " + "; ".join(parts) + "."
+    ) + (f" Measured under {cost['defaults']}." if settings else "")
+
+
 def _status(cells: dict) -> str:
     n, total = len(cells), len(TASKS) * len(SEEDS)
     return "final" if n == total else f"interim: {n} of {total} cells"
@@ -397,7 +432,8 @@ def readme_block(cells: dict, docs: str = "docs/") -> str:
         decision = ("**chosen**" if final else "ahead (interim)") if taken else decide(cells, row)
         test = test if taken and final else "– (read once final)" if taken else "–"
         lines.append(f"| `{DECIDES[row]}` | {setting} | {dev[0]} | {dev[1]} | {decision} | {test} |")
-    return "\n".join([*lines, README_END])
+    cost = cost_sentence(load_cost())
+    return "\n".join([*lines, *(["", cost] if cost else []), README_END])
 
 
 def summary_block(cells: dict) -> str:
@@ -441,11 +477,14 @@ def main() -> None:
     parser.add_argument("--worker", default="0/1", help="i/n: run every n-th missing cell from the i-th")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="one tiny cell, nothing written: the bookkeeping")
+    parser.add_argument("--cost", action="store_true", help="time predictions with each draw count (idle machine)")
     args = parser.parse_args()
+    if args.cost:
+        COST.write_text(json.dumps(run_prediction_cost(), indent=1) + "\n")
     if args.quick:
         print(render({("sst2", 0): run_cell("sst2", 0, quick=True), ("sst2", 1): run_cell("sst2", 1, quick=True)}))
         return
-    if not args.table_only:
+    if not (args.table_only or args.cost):
         tasks.run_cells(RESULTS, [(t, s) for s in SEEDS for t in TASKS], run_cell, args.worker)
     cells = load_cells()
     if cells:

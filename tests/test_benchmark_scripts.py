@@ -661,6 +661,17 @@ def test_protocol_summaries_in_readme_and_benchmarks_are_what_the_cells_regenera
     assert _block(benchmarks, protocol.SUMMARY_START, protocol.SUMMARY_END) == protocol.summary_block(cells)
 
 
+def test_protocol_cost_sentence_gives_median_and_range_of_each_draw_count(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    protocol = _script("protocol")
+    cost = {"texts": 500, "threads": 2, "defaults": "`n_samples=8`", "ratios": {"8 draws": [7.0, 6.8, 6.9]}}
+    cost["ratios"]["16 draws"] = [13.9, 13.5, 13.6]
+    sentence = protocol.cost_sentence(cost, settings=True)
+    assert "8 draws: 6.9× (6.8–7.0×); 16 draws: 13.6× (13.5–13.9×)" in sentence
+    assert "3 alternating repetitions" in sentence and sentence.endswith("Measured under `n_samples=8`.")
+    assert protocol.cost_sentence(None) == "" and "Measured" not in protocol.cost_sentence(cost)
+
+
 def test_estimator_defaults_are_those_the_protocol_chose_once_final(monkeypatch):
     # Interim cells decide nothing; once all 25 cells are in, every chosen candidate must be the default.
     from subspace_bayes import BayesianSubspaceClassifier
