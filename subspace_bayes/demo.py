@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from .metrics import (
 from .options import Predictive
 from .predictive import UNCERTAINTY_SCORES, uncertainty_scores
 
-__all__ = ["DemoConfig", "run_demo", "format_table"]
+__all__ = ["DemoConfig", "run_demo", "format_table", "method_label"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class DemoConfig:
     n_validation: int | None = None  # None: all 872 sentences
     n_ood: int = 300
     max_epochs: int = 12
-    n_samples: int = 8
+    n_samples: int | None = None  # None: the estimator's default
     rank: int = 8
     backbone: str = "minilm"
     random_state: int = 0
@@ -51,13 +51,26 @@ class DemoConfig:
         return cls(n_train=200, n_calibration=100, n_validation=200, n_ood=100, max_epochs=4, n_samples=4)
 
 
-METHOD_LABELS = {
-    "map": "MAP (LoRA-XS)",
-    "map+temperature": "MAP + temperature scaling",
-    "vi": "VI, low-rank covariance, Bayesian head",
-    "swag": "SWAG (B-LoRA-XS)",
-    "laplace": "Laplace, full GGN (L-LoRA-XS)",
-}
+_COVARIANCE_WORDS = {"diag": "diagonal", "lowrank": "low-rank", "full": "full"}
+
+
+def _estimator_default(name: str) -> Any:
+    """The default of one of ``BayesianSubspaceClassifier``'s parameters (the demo follows the estimator)."""
+    from .estimator import BayesianSubspaceClassifier
+
+    return BayesianSubspaceClassifier().get_params(deep=False)[name]
+
+
+def method_label(key: str) -> str:
+    """The demo's name for a method (``"vi"`` names the estimator's default covariance)."""
+    if key == "vi":
+        return f"VI, {_COVARIANCE_WORDS[_estimator_default('covariance')]} covariance, Bayesian head"
+    return {
+        "map": "MAP (LoRA-XS)",
+        "map+temperature": "MAP + temperature scaling",
+        "swag": "SWAG (B-LoRA-XS)",
+        "laplace": "Laplace, full GGN (L-LoRA-XS)",
+    }[key]
 
 
 #: The scores of the features rather than the predictive (``predict_uncertainty``'s).
@@ -184,6 +197,7 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
     from .estimator import BayesianSubspaceClassifier
 
     cfg = config or DemoConfig()
+    cfg = replace(cfg, n_samples=cfg.n_samples or _estimator_default("n_samples"))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = _demo_data(cfg)
@@ -199,7 +213,7 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, verbose: 
     rows, probas, uncertainties = [], {}, {}
     fitted: dict[str, Any] = {}
     for key in cfg.methods:
-        label = METHOD_LABELS[key]
+        label = method_label(key)
         logger.info("%s: training on %d sentences", label, len(data.X_train))
         p_val, u_val, u_ood, fit_s, predict_s = _run_method(key, data, common, fitted)
         rows.append(_row(label, data.y_val, p_val, u_val, u_ood, fit_s, predict_s))
