@@ -62,15 +62,14 @@ def _estimator_default(name: str) -> Any:
 
 
 def method_label(key: str) -> str:
-    """The demo's name for a method (``"vi"`` names the estimator's default covariance)."""
-    if key == "vi":
-        return f"VI, {_COVARIANCE_WORDS[_estimator_default('covariance')]} covariance, Bayesian head"
+    """The demo's name for a method (the VI row names the estimator's default covariance)."""
     return {
         "map": "MAP (LoRA-XS)",
         "map+temperature": "MAP + temperature scaling",
+        "vi": "VI, {covariance} covariance, Bayesian head",
         "swag": "SWAG (B-LoRA-XS)",
         "laplace": "Laplace, full GGN (L-LoRA-XS)",
-    }[key]
+    }[key].format(covariance=_COVARIANCE_WORDS[_estimator_default("covariance")])
 
 
 #: The scores of the features rather than the predictive (``predict_uncertainty``'s).
