@@ -311,7 +311,8 @@ def render(by_backbone: dict) -> str:
         "",
         f"`python benchmarks/base_size.py`: SST-2 and TREC-6, seeds {SEEDS[0]}-{SEEDS[-1]}, {N_TRAIN} training "
         f"examples, {MAX_EPOCHS} epochs, max_length {MAX_LENGTH}, the first {N_DEV} dev and {N_TEST} test texts "
-        "(`benchmarks/tasks.py`); estimator defaults otherwise (VI, low-rank covariance, Bayesian head, rank 8). "
+        "(`benchmarks/tasks.py`); the estimator defaults of the cells' commit otherwise (VI, low-rank covariance, "
+        "Bayesian head, rank 8, 8 draws). "
         "MAP is the Laplace (SVD) fit's mode; MAP + temperature fits one temperature on the dev texts. "
         "Differences: mean over seeds of the per-seed paired difference, 95% t-interval; fewer than 3 seeds "
         "is an interim reading. Projections are compared with SVD on dev (where a default would be chosen) "

@@ -18,7 +18,8 @@ estimator defaults unless a row says otherwise. Rows:
 - *deep ensemble (5 MAP)*: that MAP run and four more with other seeds, probabilities averaged;
 - *Laplace (L-LoRA-XS, GLM)*: the full Laplace approximation at the MAP, linearised predictive;
 - *SWAG (B-LoRA-XS)*: MAP burn-in for half the epochs, then constant-rate snapshots;
-- *default*: ``BayesianSubspaceClassifier()`` (VI, low-rank + diagonal, Bayesian head, 8 draws);
+- *default*: ``BayesianSubspaceClassifier()`` at the cells' commit (VI, low-rank + diagonal, Bayesian head,
+  SVD, 8 draws);
 - candidates for the defaults being decided (each a change of one setting from the default:
   point-estimate head, head prior 0.3, diagonal covariance, random projection, empirical-Bayes priors),
   and the default fit predicting with 4 and 16 draws. ``RULE`` decides each on dev; it was fixed in
